@@ -1,0 +1,30 @@
+# The two commands: `make run` and `make test`. Both set up what they need and are idempotent.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The stamp changes with pyproject.toml, so a changed dependency list reinstalls.
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: install run test lint typecheck clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch is pinned to the CPU build (2.13.0); an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: install
+	$(BIN)/salon up
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check shared embeddings services tests
+	$(BIN)/mypy shared embeddings services
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

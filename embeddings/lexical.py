@@ -1,0 +1,379 @@
+"""Lexical (BM25) retrieval for mixed Chinese / English texts.
+
+Why this exists: the packaged embedding model (all-MiniLM-L6-v2) is English-only
+and close to noise on Chinese, so matching Chinese pitches, mandates and needs
+relies on this keyword index. Both simplified and traditional Chinese are folded
+to simplified before segmentation, so 石墨負極 and 石墨负极 meet.
+
+Pipeline: `normalize_text` (NFKC, t2s, lower-case) -> `tokenize` (jieba search
+mode on CJK runs, a regex on everything else, stopwords removed, naive English
+plural stemming) -> `BM25Index` (inverted index, incremental statistics).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import re
+import threading
+import unicodedata
+from collections import Counter
+from collections.abc import Collection, Iterable
+from typing import Any
+
+import jieba
+from opencc import OpenCC
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_DOMAIN_TERMS",
+    "STOPWORDS",
+    "BM25Index",
+    "add_domain_terms",
+    "normalize_text",
+    "tokenize",
+]
+
+# Domain vocabulary that jieba's general dictionary would split apart (e.g. 石墨负极 ->
+# 石墨 / 负极). Adding them keeps the whole term as a token; search mode still emits
+# the sub-words, so a query for just 负极 also matches. Simplified forms only:
+# text is converted to simplified before segmentation.
+DEFAULT_DOMAIN_TERMS: tuple[str, ...] = (
+    # batteries & energy
+    "石墨负极", "硅碳负极", "负极材料", "正极材料", "磷酸铁锂", "三元锂", "固态电池",
+    "半固态电池", "钠离子电池", "锂电池", "动力电池", "储能电池", "新型储能", "氢能",
+    "燃料电池", "光伏组件", "钙钛矿", "绿电", "碳中和", "虚拟电厂",
+    # low-altitude economy & aerospace
+    "低空经济", "无人机", "电动垂直起降", "飞行汽车", "通用航空", "商业航天",
+    "卫星", "卫星互联网", "遥感卫星", "火箭发动机",
+    # computing & electronics
+    "数据中心", "智算中心", "算力", "液冷", "人工智能", "大模型", "具身智能",
+    "人形机器人", "工业机器人", "集成电路", "芯片设计", "碳化硅", "氮化镓",
+    "工业互联网", "量子计算", "量子通信", "智能网联汽车", "自动驾驶", "新能源汽车",
+    # life sciences & materials
+    "生物医药", "创新药", "医疗器械", "合成生物", "新材料", "高端装备",
+    # investment & industrial policy
+    "专精特新", "小巨人", "返投", "补链", "强链", "延链", "招商引资", "产业基金",
+    "引导基金", "天使轮", "新质生产力", "产业链", "科创板", "北交所", "孵化器",
+)  # fmt: skip
+
+# Small built-in stopword set: function words plus boilerplate that appears in almost
+# every pitch (公司 / 项目 / 企业 / company ...) and would only add noise to BM25.
+_ZH_STOPWORDS = frozenset(
+    (
+        "的", "了", "和", "与", "及", "等", "在", "是", "为", "我们", "公司", "项目", "企业", "有限", "有限公司",
+        "股份有限公司", "有限责任公司", "责任", "股份", "以及", "及其", "或", "或者", "并", "并且", "而", "也", "都",
+        "就", "对", "将", "把", "被", "从", "到", "于", "其", "这", "那", "该", "此", "之", "个", "一个",
+        "一", "有", "我", "我司", "本", "进行", "通过", "相关", "主要", "已", "已经", "可", "可以", "能够", "以",
+        "向", "由", "等等", "方面", "以上", "以下", "其中", "如", "如果", "但", "但是", "还", "更", "很", "非常",
+        "上", "中", "下", "着", "过", "要", "会", "让", "所", "各", "每",
+    )
+)  # fmt: skip
+_EN_STOPWORDS = frozenset(
+    (
+        "a", "an", "the", "of", "and", "or", "for", "to", "in", "on", "at", "by", "with",
+        "from", "as", "is", "are", "was", "were", "be", "been", "being", "this", "that",
+        "these", "those", "it", "its", "our", "we", "you", "your", "they", "their", "them",
+        "he", "she", "his", "her", "i", "me", "my", "will", "would", "can", "could",
+        "should", "may", "might", "shall", "do", "does", "did", "has", "have", "had",
+        "not", "no", "but", "if", "than", "then", "so", "such", "into", "over", "under",
+        "about", "also", "all", "any", "each", "per", "via", "more", "most", "other",
+        "some", "which", "who", "whom", "what", "when", "where", "how", "there", "here",
+        "up", "out", "inc", "ltd", "co", "llc", "corp", "company",
+    )
+)  # fmt: skip
+STOPWORDS: frozenset[str] = _ZH_STOPWORDS | _EN_STOPWORDS
+
+# CJK ideograph ranges for a regex character class (basic, extension A,
+# compatibility, extensions B+). Kana/Hangul are left to the latin-side regex, which
+# ignores them.
+CJK_CHAR_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
+_CJK_RUN_SPLIT_RE = re.compile(f"([{CJK_CHAR_RANGES}]+)")
+_CJK_ONLY_RE = re.compile(f"^[{CJK_CHAR_RANGES}]+$")
+# Latin words and numbers; hyphenated compounds ("pre-a", "lithium-ion") and decimals
+# ("3.5") stay whole. Letters with diacritics are included so "café" is one word.
+_WORD = "[0-9a-z\u00c0-\u024f]+"
+_LATIN_TOKEN_RE = re.compile(rf"\d+(?:\.\d+)+|{_WORD}(?:-{_WORD})*")
+
+_t2s_converter: Any = None
+_jieba_tokenizer: Any = None
+_init_lock = threading.Lock()
+
+
+def _t2s() -> Any:
+    """The traditional->simplified converter, created once (dictionary load)."""
+    global _t2s_converter
+    if _t2s_converter is None:
+        with _init_lock:
+            if _t2s_converter is None:
+                _t2s_converter = OpenCC("t2s")
+    return _t2s_converter
+
+
+def _segmenter() -> Any:
+    """A private, initialised jieba tokenizer holding the default domain terms.
+
+    Private (not jieba's global default) so our domain words neither leak into nor
+    get altered by other jieba users in the process.
+    """
+    global _jieba_tokenizer
+    if _jieba_tokenizer is None:
+        with _init_lock:
+            if _jieba_tokenizer is None:
+                # jieba logs dictionary loading at DEBUG on its own logger; keep it quiet.
+                jieba.setLogLevel(logging.WARNING)
+                segmenter = jieba.Tokenizer()
+                segmenter.initialize()
+                for term in DEFAULT_DOMAIN_TERMS:
+                    segmenter.add_word(term)
+                _jieba_tokenizer = segmenter
+    return _jieba_tokenizer
+
+
+def normalize_text(text: str) -> str:
+    """NFKC (full-width -> ASCII), traditional -> simplified Chinese, lower-case."""
+    normalized = unicodedata.normalize("NFKC", text)
+    # Skip the (pure-Python) converter for text without any CJK character.
+    if _CJK_RUN_SPLIT_RE.search(normalized):
+        normalized = _t2s().convert(normalized)
+    return normalized.lower()
+
+
+def add_domain_terms(terms: Iterable[str]) -> None:
+    """Teach the segmenter extra domain words so they survive as whole tokens.
+
+    Call at startup, before indexing: documents already in a `BM25Index` keep the
+    tokens they were indexed with. Terms are normalised (traditional forms are fine);
+    terms that are not purely CJK are skipped with a warning, because latin text never
+    reaches jieba (it is split by the regex before segmentation).
+    """
+    segmenter = _segmenter()
+    for raw_term in terms:
+        term = normalize_text(raw_term.strip())
+        if not term:
+            continue
+        if not _CJK_ONLY_RE.match(term):
+            logger.warning("domain term %r is not purely CJK; skipped", raw_term)
+            continue
+        with _init_lock:
+            segmenter.add_word(term)
+
+
+def _stem(word: str) -> str:
+    """Naive English plural folding: batteries -> battery, anodes -> anode."""
+    if len(word) <= 3 or not word.isalpha() or not word.endswith("s"):
+        return word
+    if word.endswith(("ss", "us", "is")):  # glass, campus, analysis
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    return word[:-1]
+
+
+def _keep(token: str) -> bool:
+    return bool(token) and token not in STOPWORDS
+
+
+def _latin_tokens(segment: str) -> list[str]:
+    tokens: list[str] = []
+    for match in _LATIN_TOKEN_RE.finditer(segment):
+        raw = match.group()
+        if "-" not in raw:
+            word = _stem(raw)
+            if len(word) > 1 and _keep(raw) and _keep(word):
+                tokens.append(word)
+            continue
+        # Compound: keep the whole ("pre-a", "lithium-ion") and its meaningful parts.
+        parts = [_stem(part) for part in raw.split("-")]
+        tokens.append("-".join(parts))
+        tokens.extend(part for part in parts if len(part) > 1 and _keep(part))
+    return tokens
+
+
+def _cjk_tokens(run: str) -> list[str]:
+    # Search mode emits the whole word plus its dictionary sub-words (石墨负极 ->
+    # 石墨, 负极, 石墨负极), so partial queries still match.
+    words = _segmenter().lcut_for_search(run)
+    return [word for word in (w.strip() for w in words) if _keep(word)]
+
+
+def tokenize(text: str) -> list[str]:
+    """Normalise and split text into BM25 terms, in text order (duplicates kept)."""
+    tokens: list[str] = []
+    # re.split with a capturing group alternates: non-CJK, CJK run, non-CJK, ...
+    for position, segment in enumerate(_CJK_RUN_SPLIT_RE.split(normalize_text(text))):
+        if not segment:
+            continue
+        if position % 2:
+            tokens.extend(_cjk_tokens(segment))
+        else:
+            tokens.extend(_latin_tokens(segment))
+    return tokens
+
+
+class BM25Index:
+    """In-memory BM25 over an inverted index, keyed by our integer document ids.
+
+    Statistics (document count, document frequencies, average length) are kept
+    incrementally, so upserts and removals are O(document length) and scores always
+    reflect the current corpus. All public methods are thread-safe.
+    """
+
+    def __init__(self, *, k1: float = 1.5, b: float = 0.75) -> None:
+        if k1 < 0:
+            raise ValueError(f"k1 must be >= 0, got {k1}")
+        if not 0.0 <= b <= 1.0:
+            raise ValueError(f"b must be in [0, 1], got {b}")
+        self.k1 = k1
+        self.b = b
+        self._postings: dict[str, dict[int, int]] = {}  # term -> {doc_id: tf}
+        self._doc_term_freqs: dict[int, dict[str, int]] = {}
+        self._doc_lengths: dict[int, int] = {}
+        self._total_length = 0
+        self._lock = threading.RLock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._doc_lengths)
+
+    def __contains__(self, doc_id: object) -> bool:
+        with self._lock:
+            return doc_id in self._doc_lengths
+
+    # -- mutation -----------------------------------------------------------------
+
+    def add(self, doc_id: int, text: str) -> None:
+        """Index `text` under `doc_id`, replacing any previous text for that id."""
+        doc_id = int(doc_id)
+        # Tokenise outside the lock: jieba is the slow part.
+        term_freqs = dict(Counter(tokenize(text)))
+        with self._lock:
+            self._remove_locked(doc_id)
+            for term, tf in term_freqs.items():
+                self._postings.setdefault(term, {})[doc_id] = tf
+            self._doc_term_freqs[doc_id] = term_freqs
+            length = sum(term_freqs.values())
+            self._doc_lengths[doc_id] = length
+            self._total_length += length
+
+    def remove(self, doc_id: int) -> bool:
+        """Drop a document; returns False if it was not indexed."""
+        with self._lock:
+            return self._remove_locked(int(doc_id))
+
+    def _remove_locked(self, doc_id: int) -> bool:
+        term_freqs = self._doc_term_freqs.pop(doc_id, None)
+        if term_freqs is None:
+            return False
+        for term in term_freqs:
+            postings = self._postings[term]
+            del postings[doc_id]
+            if not postings:  # keep the vocabulary from growing with dead terms
+                del self._postings[term]
+        self._total_length -= self._doc_lengths.pop(doc_id)
+        return True
+
+    # -- scoring ------------------------------------------------------------------
+
+    def _idf_locked(self, term: str) -> float:
+        doc_count = len(self._doc_lengths)
+        df = len(self._postings.get(term, ()))
+        return math.log(1.0 + (doc_count - df + 0.5) / (df + 0.5))
+
+    def _term_weight(self, tf: int, doc_length: int, avgdl: float) -> float:
+        """The BM25 tf component (without idf)."""
+        length_ratio = doc_length / avgdl if avgdl > 0 else 1.0
+        return tf * (self.k1 + 1.0) / (tf + self.k1 * (1.0 - self.b + self.b * length_ratio))
+
+    def _avgdl_locked(self) -> float:
+        doc_count = len(self._doc_lengths)
+        return self._total_length / doc_count if doc_count else 0.0
+
+    def _score_all_locked(self, query_terms: Counter[str], excluded: Collection[int]) -> dict[int, float]:
+        avgdl = self._avgdl_locked()
+        scores: dict[int, float] = {}
+        for term, query_tf in query_terms.items():
+            postings = self._postings.get(term)
+            if not postings:
+                continue
+            idf = self._idf_locked(term)
+            for doc_id, tf in postings.items():
+                if doc_id in excluded:
+                    continue
+                weight = self._term_weight(tf, self._doc_lengths[doc_id], avgdl)
+                # A term repeated in the query counts once per occurrence (as in Lucene).
+                scores[doc_id] = scores.get(doc_id, 0.0) + query_tf * idf * weight
+        return scores
+
+    def search(self, query: str, k: int, *, exclude: Collection[int] = ()) -> list[tuple[int, float]]:
+        """Top-k (doc_id, score) best first; only documents sharing a term (score > 0).
+
+        Ties are broken by ascending doc_id so results are deterministic.
+        """
+        if k <= 0:
+            return []
+        query_terms = Counter(tokenize(query))
+        if not query_terms:
+            return []
+        excluded = {int(doc_id) for doc_id in exclude}
+        with self._lock:
+            scores = self._score_all_locked(query_terms, excluded)
+        best = heapq.nlargest(k, scores.items(), key=lambda item: (item[1], -item[0]))
+        return [(doc_id, score) for doc_id, score in best if score > 0.0]
+
+    def scores(self, query: str, doc_ids: Iterable[int]) -> dict[int, float]:
+        """BM25 score of `query` for each requested id (0.0 if unknown or no match)."""
+        wanted = [int(doc_id) for doc_id in doc_ids]
+        query_terms = Counter(tokenize(query))
+        result = dict.fromkeys(wanted, 0.0)
+        if not query_terms or not wanted:
+            return result
+        with self._lock:
+            avgdl = self._avgdl_locked()
+            idfs = {term: self._idf_locked(term) for term in query_terms}
+            for doc_id in wanted:
+                term_freqs = self._doc_term_freqs.get(doc_id)
+                if not term_freqs:
+                    continue
+                doc_length = self._doc_lengths[doc_id]
+                result[doc_id] = sum(
+                    query_tf * idfs[term] * self._term_weight(term_freqs[term], doc_length, avgdl)
+                    for term, query_tf in query_terms.items()
+                    if term in term_freqs
+                )
+        return result
+
+    def matched_terms(self, query: str, doc_id: int, limit: int = 10) -> list[str]:
+        """Query terms present in the document, rarest (highest idf) first.
+
+        Meant for explanations ("matched on: 石墨负极, 负极材料").
+        """
+        query_terms = set(tokenize(query))
+        with self._lock:
+            term_freqs = self._doc_term_freqs.get(int(doc_id))
+            if not term_freqs or limit <= 0:
+                return []
+            weighted = [(self._idf_locked(term), term) for term in query_terms if term in term_freqs]
+        weighted.sort(key=lambda item: (-item[0], item[1]))
+        return [term for _, term in weighted[:limit]]
+
+    def self_score(self, query: str) -> float:
+        """Score `query` would get against a document identical to itself.
+
+        Computed with current corpus statistics (the hypothetical document is not
+        added). Divide a search score by this to get a rough [0, 1] relevance; a
+        document that repeats query terms more densely than the query can exceed it,
+        so clamp after dividing. 0.0 for a query without terms.
+        """
+        query_terms = Counter(tokenize(query))
+        query_length = sum(query_terms.values())
+        if not query_length:
+            return 0.0
+        with self._lock:
+            avgdl = self._avgdl_locked() or float(query_length)
+            return sum(
+                query_tf * self._idf_locked(term) * self._term_weight(query_tf, query_length, avgdl)
+                for term, query_tf in query_terms.items()
+            )

@@ -1,0 +1,123 @@
+"""The api process: REST API v1 (OpenAPI at /docs) and the outbox relay for its events."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+
+from services.api.errors import validation_error_handler
+from services.api.routes import health, matches, notifications, submissions
+from services.runtime import connect_bus, setup_logging
+from shared.bus import broker_topics
+from shared.db import init_db, make_engine
+from shared.errors import BusError
+from shared.outbox import OutboxRelay
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+class BrokerProbe:
+    """Checks the broker in the background so /v1/healthz never waits on Kafka."""
+
+    def __init__(self, bootstrap: str, every_s: float = 5.0) -> None:
+        self._bootstrap = bootstrap
+        self._every_s = every_s
+        self._state: dict[str, Any] = {"ok": False, "bootstrap": bootstrap, "detail": "not checked yet"}
+
+    def state(self) -> dict[str, Any]:
+        return dict(self._state)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                topics = broker_topics(self._bootstrap)
+                self._state = {"ok": True, "bootstrap": self._bootstrap,
+                               "topics": sorted(t for t in topics if t.startswith("salon."))}
+            except BusError as exc:
+                self._state = {"ok": False, "bootstrap": self._bootstrap, "detail": str(exc)}
+            stop.wait(self._every_s)
+
+
+def _run_relay(settings: Settings, engine: Any, stop: threading.Event, holder: dict[str, OutboxRelay]) -> None:
+    while not stop.is_set():
+        try:
+            publisher = connect_bus(settings, "api", stop=stop, wait_s=5)
+            break
+        except BusError as exc:
+            log.warning("api outbox relay waiting for Kafka: %s", exc)
+            time.sleep(1)
+    else:
+        return
+    relay = OutboxRelay(engine, publisher, poll_interval_s=settings.outbox_poll_ms / 1000, name="api-relay")
+    holder["relay"] = relay
+    try:
+        relay.run(stop)
+    finally:
+        publisher.close()
+
+
+def create_app(settings: Settings | None = None, *, background: bool = True) -> FastAPI:
+    """The app; `background=False` runs neither the broker probe nor the outbox relay (tests)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        engine = make_engine(settings.resolved_database_url)
+        init_db(engine)
+        probe = BrokerProbe(settings.bootstrap)
+        holder: dict[str, OutboxRelay] = {}
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.broker_probe = probe
+        app.state.relay_stats = lambda: holder["relay"].published if "relay" in holder else 0
+        threads = []
+        if background:
+            threads = [
+                threading.Thread(target=probe.run, args=(stop,), name="broker-probe", daemon=True),
+                threading.Thread(target=_run_relay, args=(settings, engine, stop, holder), name="api-relay",
+                                 daemon=True),
+            ]
+        for thread in threads:
+            thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=10)
+            engine.dispose()
+
+    app = FastAPI(
+        title="salon API",
+        version="1.0",
+        description="Matchmaking for innovation salons (新质生产力会客厅): pitches, mandates, needs, matches.",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    for router in submissions.routers:
+        app.include_router(router)
+    app.include_router(matches.router)
+    app.include_router(notifications.router)
+    app.include_router(health.router)
+    return app
+
+
+def main() -> None:
+    settings = get_settings()
+    setup_logging(settings, "api")
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
+                log_level=settings.log_level.lower(), access_log=False)
+
+
+if __name__ == "__main__":
+    main()

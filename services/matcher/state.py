@@ -1,0 +1,113 @@
+"""The matcher's derived state: per entity kind, a FAISS index and a BM25 index.
+
+Both are keyed by `EntityVector.id` (our int64 FAISS id). They are rebuilt from the
+database on start (the FAISS part from a snapshot when it is still current), so they can
+always be thrown away.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from embeddings import BM25Index, SnapshotError, VectorIndex
+from shared.events import ENTITY_KINDS
+from shared.models import ENTITY_TABLES, EntityVector, entity_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class KindIndex:
+    kind: str
+    vectors: VectorIndex
+    lexical: BM25Index = field(default_factory=BM25Index)
+    entity_of: dict[int, str] = field(default_factory=dict)  # FAISS id → entity id
+
+
+class MatcherState:
+    def __init__(self, dim: int, snapshot_dir: Path, *, snapshot_every: int = 200) -> None:
+        self.dim = dim
+        self.snapshot_dir = snapshot_dir
+        self.snapshot_every = snapshot_every
+        self.kinds = {kind: KindIndex(kind, VectorIndex(dim)) for kind in ENTITY_KINDS}
+        self._adds_since_snapshot = 0
+        self._lock = threading.Lock()
+
+    def sizes(self) -> dict[str, int]:
+        return {kind: len(index.vectors) for kind, index in self.kinds.items()}
+
+    def add(self, kind: str, vector_id: int, entity_id: str, vector: np.ndarray, text: str) -> None:
+        index = self.kinds[kind]
+        with self._lock:
+            index.vectors.add([vector_id], vector.reshape(1, -1))
+            index.lexical.add(vector_id, text)
+            index.entity_of[vector_id] = entity_id
+            self._adds_since_snapshot += 1
+            due = self._adds_since_snapshot >= self.snapshot_every
+        if due:
+            self.snapshot()
+
+    def snapshot(self) -> None:
+        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            for kind, index in self.kinds.items():
+                index.vectors.save(self.snapshot_dir / f"{kind}.faiss", meta={"count": len(index.vectors)})
+            self._adds_since_snapshot = 0
+
+    def rebuild(self, engine: Engine) -> dict[str, str]:
+        """Load every stored vector and text; returns how each kind's FAISS index was obtained."""
+        how: dict[str, str] = {}
+        with Session(engine) as session:
+            for kind in ENTITY_KINDS:
+                table = ENTITY_TABLES[kind]
+                rows = session.exec(
+                    select(EntityVector, table).join(table, table.id == EntityVector.entity_id)  # type: ignore[arg-type]
+                    .where(EntityVector.kind == kind)
+                ).all()
+                index = KindIndex(kind, VectorIndex(self.dim))
+                stored_ids = {vector_row.id for vector_row, _ in rows if vector_row.id is not None}
+                snapshot = self._load_snapshot(kind, stored_ids, session)
+                if snapshot is not None:
+                    index.vectors = snapshot
+                    how[kind] = "snapshot"
+                else:
+                    index.vectors = VectorIndex.rebuild(
+                        self.dim,
+                        ((vector_row.id, np.frombuffer(vector_row.vector, dtype=np.float32))
+                         for vector_row, _ in rows if vector_row.id is not None and vector_row.dim == self.dim),
+                    )
+                    how[kind] = "database"
+                for vector_row, entity in rows:
+                    assert vector_row.id is not None
+                    index.lexical.add(vector_row.id, entity_text(entity))
+                    index.entity_of[vector_row.id] = entity.id
+                self.kinds[kind] = index
+        log.info("indices rebuilt: %s sizes %s", how, self.sizes())
+        return how
+
+    def _load_snapshot(self, kind: str, stored_ids: set[int], session: Session) -> VectorIndex | None:
+        path = self.snapshot_dir / f"{kind}.faiss"
+        if not path.exists():
+            return None
+        try:
+            snapshot = VectorIndex.load(path, expected_dim=self.dim)
+        except SnapshotError as exc:
+            log.warning("snapshot %s unusable, rebuilding from the database: %s", path, exc)
+            return None
+        # A snapshot is current only if it holds exactly the stored ids; vectors updated in
+        # place since then are caught by comparing the newest update time.
+        if set(int(i) for i in snapshot.ids()) != stored_ids:
+            return None
+        newest = session.exec(select(func.max(EntityVector.updated_at)).where(EntityVector.kind == kind)).one()
+        if newest is not None and path.stat().st_mtime < newest.replace(tzinfo=newest.tzinfo or UTC).timestamp():
+            return None
+        return snapshot

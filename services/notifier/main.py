@@ -1,0 +1,38 @@
+"""The notifier process: consumes salon.matches and fills participants' inboxes."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+from services.notifier.handlers import handle_match_event
+from services.runtime import connect_bus, heartbeat, make_consumer, report_status, setup_logging, stop_on_signals
+from shared.db import init_db, make_engine
+from shared.events import Topic
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+SERVICE = "notifier"
+
+
+def main() -> None:
+    settings = get_settings()
+    setup_logging(settings, SERVICE)
+    stop = stop_on_signals()
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)
+    publisher = connect_bus(settings, SERVICE, stop=stop)
+    consumer = make_consumer(settings, Topic.MATCHES, group_id="salon-notifier", publisher=publisher)
+    report_status(engine, SERVICE, "ready")
+    heartbeat(engine, SERVICE, stop, lambda: dict(consumer.stats))
+    log.info("notifier ready")
+    try:
+        consumer.run(partial(handle_match_event, engine=engine), stop=stop)
+    finally:
+        consumer.close()
+        publisher.close()
+        report_status(engine, SERVICE, "stopped")
+
+
+if __name__ == "__main__":
+    main()

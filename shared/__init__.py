@@ -1,0 +1,1 @@
+"""What several services import: settings, event schemas, the bus, DB models, taxonomy."""

@@ -1,0 +1,338 @@
+"""The Kafka bus: thin wrappers over kafka-python with salon's delivery rules.
+
+* Producer: `acks=all`, keyed by the event subject so one entity's events stay ordered.
+* Consumer: auto-commit off; poll, handle, commit only after the handler's effect is stored.
+  Poison messages go to `<topic>.dlq` with the error; transient failures are retried from
+  the same offsets, so nothing accepted is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from shared.errors import BusError, PoisonMessageError, SalonError
+from shared.events import Envelope
+
+log = logging.getLogger(__name__)
+
+DLQ_SUFFIX = ".dlq"
+
+
+class RetryableError(SalonError):
+    """The handler could not store its effect now (database busy, broker away); retry later."""
+
+
+def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int, with_dlq: bool = True) -> list[str]:
+    """Create missing topics (and their dead-letter topics); returns the names created."""
+    wanted: list[str] = []
+    for name in topics:
+        wanted.append(name)
+        if with_dlq:
+            wanted.append(name + DLQ_SUFFIX)
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000, bootstrap_timeout_ms=10000)
+    except KafkaError as exc:
+        raise BusError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    try:
+        existing = set(admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        created: list[str] = []
+        for name in missing:
+            # One request per topic: a concurrent creator makes only its own topic fail.
+            try:
+                admin.create_topics([NewTopic(name, partitions if not name.endswith(DLQ_SUFFIX) else 1, 1)])
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    except KafkaError as exc:
+        raise BusError(f"cannot create topics on {bootstrap}: {exc}") from exc
+    finally:
+        admin.close()
+
+
+def broker_topics(bootstrap: str, *, timeout_ms: int = 3000) -> set[str]:
+    """The broker's topic names; raises BusError when it does not answer."""
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms
+        )
+    except KafkaError as exc:
+        raise BusError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    try:
+        return set(admin.list_topics())
+    except KafkaError as exc:
+        raise BusError(f"Kafka at {bootstrap} did not list topics: {exc}") from exc
+    finally:
+        admin.close()
+
+
+class Publisher:
+    """Publishes envelopes; `publish_many` returns only when the broker acknowledged all."""
+
+    def __init__(self, bootstrap: str, *, client_id: str = "salon", **overrides: Any) -> None:
+        config: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "client_id": client_id,
+            "acks": "all",
+            "retries": 5,
+            "linger_ms": 5,
+            "max_in_flight_requests_per_connection": 1,  # keeps per-key order across retries
+            "request_timeout_ms": 15000,
+        }
+        config.update(overrides)
+        try:
+            self._producer = KafkaProducer(**config)
+        except KafkaError as exc:
+            raise BusError(f"cannot create a producer for {bootstrap}: {exc}") from exc
+
+    def publish_many(
+        self, items: Sequence[tuple[str, Envelope]], *, timeout_s: float = 30.0
+    ) -> None:
+        """Send (topic, envelope) pairs keyed by subject and wait for every acknowledgement."""
+        self.publish_raw([(topic, env.subject.encode(), env.to_bytes(), []) for topic, env in items], timeout_s=timeout_s)
+
+    def publish(self, topic: str, envelope: Envelope, *, timeout_s: float = 30.0) -> None:
+        self.publish_many([(topic, envelope)], timeout_s=timeout_s)
+
+    def publish_raw(
+        self,
+        items: Sequence[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]],
+        *,
+        timeout_s: float = 30.0,
+    ) -> None:
+        try:
+            futures = [
+                self._producer.send(topic, key=key, value=value, headers=headers or None)
+                for topic, key, value, headers in items
+            ]
+            self._producer.flush(timeout=timeout_s)
+            for future in futures:
+                future.get(timeout=timeout_s)
+        except KafkaError as exc:
+            raise BusError(f"publish failed: {exc}") from exc
+
+    def close(self) -> None:
+        self._producer.close(timeout=5)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One consumed record: the parsed envelope and where it came from."""
+
+    envelope: Envelope
+    topic: str
+    partition: int
+    offset: int
+
+
+BatchHandler = Callable[[list[Message]], object]
+EventHandler = Callable[[Envelope], object]
+
+
+class Consumer:
+    """A consumer-group member that commits after success and dead-letters poison.
+
+    The loop is quix-streams-like: poll a batch (up to `max_batch` records or
+    `max_wait_ms`, whichever first), hand it to the handler, commit its offsets.
+    On `RetryableError` (or any unexpected error, up to `max_attempts`) it seeks back and
+    retries the same batch; `PoisonMessageError` sends the record to `<topic>.dlq`.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Sequence[str],
+        *,
+        group_id: str,
+        publisher: Publisher,
+        session_timeout_ms: int = 6000,
+        heartbeat_interval_ms: int = 1000,
+        max_poll_interval_ms: int = 30000,
+        max_attempts: int = 5,
+        dedupe_cache_size: int = 10000,
+        **overrides: Any,
+    ) -> None:
+        config: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "group_id": group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "session_timeout_ms": session_timeout_ms,
+            "heartbeat_interval_ms": heartbeat_interval_ms,
+            "max_poll_interval_ms": max_poll_interval_ms,
+            "request_timeout_ms": max(session_timeout_ms + 5000, 15000),
+        }
+        config.update(overrides)
+        try:
+            self._consumer = KafkaConsumer(*topics, **config)
+        except KafkaError as exc:
+            raise BusError(f"cannot join group {group_id} on {bootstrap}: {exc}") from exc
+        self.group_id = group_id
+        self._publisher = publisher
+        self._max_attempts = max_attempts
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._recent_size = dedupe_cache_size
+        self.stats = {"handled": 0, "duplicates": 0, "dead_lettered": 0, "retries": 0}
+
+    # --- public loop -----------------------------------------------------------------
+    def run(self, handler: EventHandler, *, stop: threading.Event, **batching: int) -> None:
+        """Handle events one at a time (commits still happen per polled batch)."""
+
+        def per_event(batch: list[Message]) -> None:
+            for message in batch:
+                handler(message.envelope)
+
+        self.run_batches(per_event, stop=stop, **batching)
+
+    def run_batches(
+        self, handler: BatchHandler, *, stop: threading.Event, max_batch: int = 100, max_wait_ms: int = 200
+    ) -> None:
+        while not stop.is_set():
+            self.process_once(handler, max_batch=max_batch, max_wait_ms=max_wait_ms, stop=stop)
+
+    def process_once(
+        self,
+        handler: BatchHandler,
+        *,
+        max_batch: int = 100,
+        max_wait_ms: int = 200,
+        stop: threading.Event | None = None,
+    ) -> int:
+        """Poll one batch, handle it, commit it. Returns the number of records consumed."""
+        records = self._poll_batch(max_batch, max_wait_ms)
+        if not records:
+            return 0
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._handle(records, handler)
+                break
+            except RetryableError as exc:
+                self.stats["retries"] += 1
+                log.warning("retryable failure in %s (attempt %d): %s", self.group_id, attempt, exc)
+            except Exception as exc:  # noqa: BLE001 - the error hook decides: retry, then dead-letter
+                self.stats["retries"] += 1
+                if attempt >= self._max_attempts:
+                    log.error("giving up on batch in %s after %d attempts: %s", self.group_id, attempt, exc)
+                    self._dead_letter_each(records, handler, exc)
+                    break
+                log.warning("failure in %s (attempt %d): %r", self.group_id, attempt, exc)
+            if stop is not None and stop.is_set():
+                return 0  # offsets stay uncommitted: the batch is handled again after restart
+            time.sleep(min(0.2 * 2**attempt, 5.0))
+        self._commit(records)
+        return len(records)
+
+    def close(self) -> None:
+        try:
+            self._consumer.close()
+        except KafkaError:  # closing a consumer whose broker went away must not mask the real error
+            log.debug("consumer close failed", exc_info=True)
+
+    @property
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._consumer.assignment())
+
+    # --- internals -------------------------------------------------------------------
+    def _poll_batch(self, max_batch: int, max_wait_ms: int) -> list[Any]:
+        records: list[Any] = []
+        deadline = time.monotonic() + max_wait_ms / 1000
+        while len(records) < max_batch:
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0 and records:
+                break
+            try:
+                polled = self._consumer.poll(timeout_ms=max(remaining_ms, 0) if records else max_wait_ms,
+                                             max_records=max_batch - len(records))
+            except KafkaError as exc:
+                raise BusError(f"poll failed in {self.group_id}: {exc}") from exc
+            for partition_records in polled.values():
+                records.extend(partition_records)
+            if not polled and (not records or time.monotonic() >= deadline):
+                break
+        return records
+
+    def _handle(self, records: list[Any], handler: BatchHandler) -> None:
+        batch: list[Message] = []
+        batch_ids: set[str] = set()
+        for record in records:
+            try:
+                envelope = Envelope.from_bytes(record.value)
+                envelope.payload()  # validates data against its schema before the handler sees it
+            except PoisonMessageError as exc:
+                self._send_to_dlq(record, exc)
+                continue
+            if envelope.id in self._recent or envelope.id in batch_ids:
+                self.stats["duplicates"] += 1
+                continue
+            batch_ids.add(envelope.id)
+            batch.append(Message(envelope, record.topic, record.partition, record.offset))
+        if batch:
+            try:
+                handler(batch)
+            except PoisonMessageError as exc:
+                if len(batch) == 1:
+                    self._send_to_dlq(records[-1], exc)
+                    return
+                self._dead_letter_each(records, handler, exc)
+                return
+        for message in batch:
+            self._remember(message.envelope.id)
+        self.stats["handled"] += len(batch)
+
+    def _dead_letter_each(self, records: list[Any], handler: BatchHandler, batch_error: Exception) -> None:
+        """Isolate the bad record(s): handle one by one, dead-letter those that still fail."""
+        for record in records:
+            try:
+                envelope = Envelope.from_bytes(record.value)
+                if envelope.id in self._recent:
+                    continue
+                handler([Message(envelope, record.topic, record.partition, record.offset)])
+                self._remember(envelope.id)
+            except RetryableError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - recorded in the DLQ with its error
+                self._send_to_dlq(record, exc if len(records) > 1 else batch_error)
+
+    def _send_to_dlq(self, record: Any, error: Exception) -> None:
+        headers = [
+            ("salon-error", f"{type(error).__name__}: {error}"[:2000].encode()),
+            ("salon-source-topic", record.topic.encode()),
+            ("salon-source-partition", str(record.partition).encode()),
+            ("salon-source-offset", str(record.offset).encode()),
+            ("salon-consumer-group", self.group_id.encode()),
+        ]
+        self._publisher.publish_raw([(record.topic + DLQ_SUFFIX, record.key, record.value, headers)])
+        self.stats["dead_lettered"] += 1
+        log.error("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, error)
+
+    def _remember(self, event_id: str) -> None:
+        self._recent[event_id] = None
+        if len(self._recent) > self._recent_size:
+            self._recent.popitem(last=False)
+
+    def _commit(self, records: list[Any]) -> None:
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            if tp not in offsets or offsets[tp].offset <= record.offset:
+                offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+        try:
+            self._consumer.commit(offsets)
+        except KafkaError as exc:
+            # A rebalance took the partition away: its new owner re-handles these records,
+            # which is harmless because every effect is idempotent.
+            log.warning("commit failed in %s (records will be re-delivered): %s", self.group_id, exc)

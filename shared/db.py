@@ -1,0 +1,93 @@
+"""Engine and sessions: SQLite file by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session, SQLModel, create_engine
+
+from shared import models  # noqa: F401 - registers every table on SQLModel.metadata
+from shared.bus import RetryableError
+from shared.models import ProcessedEvent
+
+
+def normalize_url(url: str) -> str:
+    """`postgresql://` means psycopg 3 here (the driver we ship), not psycopg2."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, **kwargs)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets the api, matcher and notifier processes read while one writes.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def init_db(engine: Engine) -> None:
+    SQLModel.metadata.create_all(engine)
+
+
+def database_ok(engine: Engine) -> bool:
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+    except OperationalError:
+        return False
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """One unit of work: commits on success, rolls back on error; a database that is
+    away or locked surfaces as RetryableError so consumers retry instead of dead-lettering."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except OperationalError as exc:
+            session.rollback()
+            raise RetryableError(f"database unavailable: {exc.orig}") from exc
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def claim_event(session: Session, consumer: str, event_id: str) -> bool:
+    """Record that `consumer` handles `event_id` in this transaction; False if it already did.
+
+    A concurrent duplicate that slips past the check fails the transaction's commit on the
+    primary key, and the retry then sees the row and skips.
+    """
+    if session.get(ProcessedEvent, (consumer, event_id)) is not None:
+        return False
+    session.add(ProcessedEvent(consumer=consumer, event_id=event_id))
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        return False
+    return True

@@ -1,0 +1,91 @@
+"""Every knob is a `SALON_*` environment variable (or a `.env` line)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.errors import ConfigurationError
+
+_PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", ""}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SALON_", env_file=".env", extra="ignore")
+
+    # Where state lives. A relative SQLite path is resolved against `data_dir`.
+    data_dir: Path = Field(Path("var"), description="Folder for the SQLite file, index snapshots, logs.")
+    database_url: str = Field("", description="SQLAlchemy URL; empty means sqlite:///<data_dir>/salon.db.")
+
+    # Empty bootstrap means: `salon up` starts the embedded Tansu broker on loopback.
+    kafka_bootstrap: str = Field("", description="host:port[,host:port]; empty starts the embedded broker.")
+    kafka_embedded_port: int = Field(19092, description="Port for the embedded Tansu broker.")
+    kafka_topic_partitions: int = Field(3, ge=1, description="Partitions for topics salon creates.")
+    kafka_session_timeout_ms: int = Field(6000, description="Consumer-group session timeout.")
+    kafka_heartbeat_interval_ms: int = Field(1000, description="Consumer-group heartbeat interval.")
+    kafka_max_poll_interval_ms: int = Field(30000, description="Max time between polls before a consumer is evicted.")
+    topic_prefix: str = Field("salon", description="Prefix of every topic name (salon.submissions, ...).")
+
+    model: str = Field("packaged:all-MiniLM-L6-v2", description="sentence-transformers model name or path.")
+    embedding_dim: int = Field(384, ge=8, description="Dimension of the model's vectors (384 for MiniLM).")
+    embed_batch_size: int = Field(64, ge=1, description="Embedder: at most this many texts per batch ...")
+    embed_batch_wait_ms: int = Field(200, ge=0, description="... or whatever arrived within this many ms.")
+    index_dir: Path | None = Field(None, description="FAISS snapshots; default <data_dir>/index.")
+    index_snapshot_every: int = Field(200, ge=1, description="Matcher snapshots its indices after this many adds.")
+
+    match_top_k: int = Field(10, ge=1, le=100, description="Counterparts proposed per kind for each entity.")
+    match_min_score: float = Field(0.12, ge=0, le=1, description="Proposals scoring below this are not published.")
+    weight_dense: float = Field(0.35, ge=0, description="Weight of dense (embedding) similarity.")
+    weight_lexical: float = Field(0.40, ge=0, description="Weight of BM25 lexical similarity (works for Chinese).")
+    weight_structured: float = Field(0.25, ge=0, description="Weight of structured fit (sectors, stage, ticket, region).")
+
+    api_host: str = Field("127.0.0.1", description="Address the API binds to.")
+    api_port: int = Field(8000, description="Port of the API (and the organizer console).")
+    api_key_pepper: str = Field(
+        "salon-dev-pepper-not-for-production",
+        description="Server-side secret mixed into API-key hashes. Set a long random value in production.",
+    )
+    environment: str = Field("development", description="development | production (production refuses dev defaults).")
+
+    outbox_poll_ms: int = Field(200, ge=10, description="Outbox relay poll interval.")
+    reconcile_after_s: int = Field(120, ge=5, description="Entities stuck this long in a state are re-driven.")
+    log_level: str = Field("INFO", description="Python logging level.")
+
+    @field_validator("environment")
+    @classmethod
+    def _known_environment(cls, value: str) -> str:
+        if value not in {"development", "production"}:
+            raise ValueError("must be 'development' or 'production'")
+        return value
+
+    def model_post_init(self, __context: object) -> None:
+        if self.environment == "production":
+            if self.api_key_pepper.lower() in _PLACEHOLDER_SECRETS or "not-for-production" in self.api_key_pepper:
+                raise ConfigurationError("SALON_API_KEY_PEPPER must be set to a real secret in production")
+            if not self.database_url or self.database_url.startswith("sqlite"):
+                raise ConfigurationError("production needs SALON_DATABASE_URL pointing at PostgreSQL")
+            if not self.kafka_bootstrap:
+                raise ConfigurationError("production needs SALON_KAFKA_BOOTSTRAP pointing at Apache Kafka")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'salon.db').resolve()}"
+
+    @property
+    def resolved_index_dir(self) -> Path:
+        return self.index_dir or self.data_dir / "index"
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_embedded_port}"
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}.{name}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

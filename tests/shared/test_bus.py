@@ -1,0 +1,156 @@
+"""The bus against a real broker: commit after effect, dedupe, dead-lettering, batching."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from kafka import KafkaConsumer
+
+from shared.bus import DLQ_SUFFIX, Consumer, Message, Publisher, RetryableError
+from shared.events import Envelope, SubmissionData
+
+FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_poll_interval_ms": 10000}
+
+
+def submission(n: int = 0) -> Envelope:
+    entity_id = str(uuid.uuid4())
+    return Envelope.wrap("pitch.submitted", entity_id, SubmissionData(
+        kind="pitch", entity_id=entity_id, version=1, owner="o", text=f"text {n}", fields={}))
+
+
+@pytest.fixture
+def consumer_factory(broker: str, publisher: Publisher) -> Iterator[Callable[..., Consumer]]:
+    made: list[Consumer] = []
+
+    def make(topic: str, group: str | None = None, **kwargs: object) -> Consumer:
+        consumer = Consumer(broker, [topic], group_id=group or f"g-{uuid.uuid4().hex[:8]}", publisher=publisher,
+                            **{**FAST_GROUP, **kwargs})  # type: ignore[arg-type]
+        made.append(consumer)
+        return consumer
+
+    yield make
+    for consumer in made:
+        consumer.close()
+
+
+def drain(consumer: Consumer, handler: Callable[[list[Message]], object], want: int, timeout: float = 30) -> int:
+    """Poll until `want` records were consumed (or time out)."""
+    seen = 0
+    deadline = time.monotonic() + timeout
+    while seen < want and time.monotonic() < deadline:
+        seen += consumer.process_once(handler, max_batch=50, max_wait_ms=300)
+    return seen
+
+
+def test_commit_happens_only_after_the_handler_succeeds(topic_factory, publisher, consumer_factory):
+    topic = topic_factory()
+    publisher.publish_many([(topic, submission(i)) for i in range(3)])
+    calls: list[int] = []
+
+    stop = threading.Event()
+
+    def failing(batch: list[Message]) -> None:
+        calls.append(len(batch))
+        stop.set()  # shut down after this attempt: the batch must stay uncommitted
+        raise RetryableError("database is away")
+
+    first = consumer_factory(topic, group="g-commit")
+    deadline = time.monotonic() + 30
+    while not calls and time.monotonic() < deadline:
+        assert first.process_once(failing, max_batch=10, max_wait_ms=500, stop=stop) == 0
+    assert calls == [3]
+    first.close()
+
+    handled: list[str] = []
+    second = consumer_factory(topic, group="g-commit")
+    assert drain(second, lambda batch: handled.extend(m.envelope.id for m in batch), want=3) == 3
+    assert len(handled) == 3, "every record of the failed batch is delivered again"
+
+
+def test_duplicate_event_ids_reach_the_handler_once(topic_factory, publisher, consumer_factory):
+    topic = topic_factory()
+    event = submission()
+    publisher.publish_many([(topic, event), (topic, event), (topic, submission(1))])
+    handled: list[str] = []
+    consumer = consumer_factory(topic)
+    drain(consumer, lambda batch: handled.extend(m.envelope.id for m in batch), want=3)
+    assert len(handled) == 2
+    assert handled.count(event.id) == 1
+    assert consumer.stats["duplicates"] == 1
+
+
+def _dlq_records(broker: str, topic: str, want: int) -> list:
+    reader = KafkaConsumer(topic + DLQ_SUFFIX, bootstrap_servers=broker, auto_offset_reset="earliest",
+                           consumer_timeout_ms=5000, enable_auto_commit=False)
+    records = []
+    deadline = time.monotonic() + 20
+    while len(records) < want and time.monotonic() < deadline:
+        for batch in reader.poll(timeout_ms=500).values():
+            records.extend(batch)
+    reader.close()
+    return records
+
+
+def test_poison_goes_to_the_dlq_and_the_partition_keeps_flowing(broker, topic_factory, publisher, consumer_factory):
+    topic = topic_factory()
+    good_before, good_after = submission(1), submission(2)
+    publisher.publish(topic, good_before)
+    publisher.publish_raw([(topic, b"k", b"{not json", [])])
+    unknown = Envelope(type="pitch.exploded", subject="x", data={})
+    publisher.publish_raw([(topic, b"x", unknown.to_bytes(), [])])
+    publisher.publish(topic, good_after)
+
+    handled: list[str] = []
+    consumer = consumer_factory(topic)
+    assert drain(consumer, lambda batch: handled.extend(m.envelope.id for m in batch), want=4) == 4
+    assert handled == [good_before.id, good_after.id]
+
+    dead = _dlq_records(broker, topic, want=2)
+    assert [record.value for record in dead] == [b"{not json", unknown.to_bytes()]
+    headers = dict(dead[0].headers)
+    assert b"PoisonMessageError" in headers["salon-error"]
+    assert headers["salon-source-topic"] == topic.encode()
+
+
+def test_a_record_the_handler_keeps_failing_on_is_isolated_and_dead_lettered(
+    broker, topic_factory, publisher, consumer_factory
+):
+    topic = topic_factory()
+    events = [submission(i) for i in range(3)]
+    publisher.publish_many([(topic, event) for event in events])
+    handled: list[str] = []
+
+    def handler(batch: list[Message]) -> None:
+        if any(m.envelope.id == events[1].id for m in batch):
+            raise ValueError("this one always breaks")
+        handled.extend(m.envelope.id for m in batch)
+
+    consumer = consumer_factory(topic, max_attempts=2)
+    drain(consumer, handler, want=3)
+    assert handled == [events[0].id, events[2].id]
+    dead = _dlq_records(broker, topic, want=1)
+    assert len(dead) == 1 and b"always breaks" in dict(dead[0].headers)["salon-error"]
+
+
+def test_batches_close_at_max_batch_or_max_wait(topic_factory, publisher, consumer_factory):
+    topic = topic_factory()
+    publisher.publish_many([(topic, submission(i)) for i in range(5)])
+    sizes: list[int] = []
+    consumer = consumer_factory(topic)
+    # The first poll includes the group join; keep going until all five arrived.
+    deadline = time.monotonic() + 30
+    while sum(sizes) < 5 and time.monotonic() < deadline:
+        consumer.process_once(lambda batch: sizes.append(len(batch)), max_batch=3, max_wait_ms=1000)
+    assert sum(sizes) == 5 and max(sizes) <= 3
+
+    # A lone record is handed over once max_wait_ms passes, without waiting for a full batch.
+    publisher.publish(topic, submission(9))
+    started = time.monotonic()
+    sizes.clear()
+    while not sizes and time.monotonic() - started < 10:
+        consumer.process_once(lambda batch: sizes.append(len(batch)), max_batch=100, max_wait_ms=300)
+    assert sizes == [1]
