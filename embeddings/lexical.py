@@ -173,7 +173,8 @@ def _stem(word: str) -> str:
 
 
 def _keep(token: str) -> bool:
-    return bool(token) and token not in STOPWORDS
+    # Bare numbers ("20", "3.5") say nothing about fit; "5g" or "28nm" do and stay.
+    return bool(token) and token not in STOPWORDS and not token.replace(".", "").isdigit()
 
 
 def _latin_tokens(segment: str) -> list[str]:

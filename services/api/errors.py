@@ -51,8 +51,10 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
         errors.append({"field": _field(error.get("loc", ())), "message": message, "type": error.get("type")})
     return JSONResponse(
         status_code=422,
-        content=jsonable_encoder({
-            "detail": "请求无效，未保存任何内容" if chinese else "invalid request; nothing was stored",
-            "errors": errors,
-        }),
+        content=jsonable_encoder(
+            {
+                "detail": "请求无效，未保存任何内容" if chinese else "invalid request; nothing was stored",
+                "errors": errors,
+            }
+        ),
     )

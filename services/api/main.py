@@ -40,8 +40,11 @@ class BrokerProbe:
         while not stop.is_set():
             try:
                 topics = broker_topics(self._bootstrap)
-                self._state = {"ok": True, "bootstrap": self._bootstrap,
-                               "topics": sorted(t for t in topics if t.startswith("salon."))}
+                self._state = {
+                    "ok": True,
+                    "bootstrap": self._bootstrap,
+                    "topics": sorted(t for t in topics if t.startswith("salon.")),
+                }
             except BusError as exc:
                 self._state = {"ok": False, "bootstrap": self._bootstrap, "detail": str(exc)}
             stop.wait(self._every_s)
@@ -84,8 +87,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         if background:
             threads = [
                 threading.Thread(target=probe.run, args=(stop,), name="broker-probe", daemon=True),
-                threading.Thread(target=_run_relay, args=(settings, engine, stop, holder), name="api-relay",
-                                 daemon=True),
+                threading.Thread(
+                    target=_run_relay, args=(settings, engine, stop, holder), name="api-relay", daemon=True
+                ),
             ]
         for thread in threads:
             thread.start()
@@ -115,8 +119,13 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
 def main() -> None:
     settings = get_settings()
     setup_logging(settings, "api")
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
-                log_level=settings.log_level.lower(), access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -7,9 +7,7 @@ from shared.bus import Message, Publisher
 from shared.events import Envelope, SubmissionData, VectorData, derived_event_id
 
 
-def handle_submissions(
-    batch: list[Message], *, encoder: Encoder, publisher: Publisher, vectors_topic: str
-) -> int:
+def handle_submissions(batch: list[Message], *, encoder: Encoder, publisher: Publisher, vectors_topic: str) -> int:
     """Embed a batch of submissions and publish one `vector.computed` per submission.
 
     Returns only after the broker acknowledged every vector, so the caller may commit.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy.engine import Engine
@@ -15,13 +15,14 @@ from shared.db import claim_event, transaction
 from shared.errors import PoisonMessageError
 from shared.events import ENTITY_KINDS, Envelope, MatchData, VectorData, derived_event_id
 from shared.models import (
-    ENTITY_TABLES,
     Entity,
     EntityStatus,
     EntityVector,
     Match,
     entity_text,
     entity_title,
+    get_entities,
+    get_entity,
     utcnow,
 )
 from shared.outbox import enqueue
@@ -34,7 +35,7 @@ CONSUMER = "matcher"
 class MatchPolicy:
     top_k: int = 10
     min_score: float = 0.12
-    weights: Weights = Weights()
+    weights: Weights = field(default_factory=Weights)
     candidate_pool: int = 50  # dense and lexical candidates per kind, before scoring
 
 
@@ -63,7 +64,7 @@ def handle_vector(
     with transaction(engine) as session:
         if not claim_event(session, CONSUMER, envelope.id):
             return 0
-        entity = session.get(ENTITY_TABLES[data.kind], data.entity_id)
+        entity = get_entity(session, data.kind, data.entity_id)
         if entity is None:
             raise PoisonMessageError(f"{data.kind} {data.entity_id} is not in the database")
         if entity.version > data.version:
@@ -89,8 +90,14 @@ def handle_vector(
 def _store_vector(session: Session, data: VectorData, vector: np.ndarray) -> EntityVector:
     row = session.exec(select(EntityVector).where(EntityVector.entity_id == data.entity_id)).first()
     if row is None:
-        row = EntityVector(entity_id=data.entity_id, kind=data.kind, version=data.version, model=data.model,
-                           dim=data.dim, vector=vector.tobytes())
+        row = EntityVector(
+            entity_id=data.entity_id,
+            kind=data.kind,
+            version=data.version,
+            model=data.model,
+            dim=data.dim,
+            vector=vector.tobytes(),
+        )
     else:
         row.version, row.model, row.dim, row.vector = data.version, data.model, data.dim, vector.tobytes()
         row.updated_at = utcnow()
@@ -125,8 +132,8 @@ def _propose(
             dense_hits.update(_cosines(session, vector, missing_dense))
         lexical_raw = index.lexical.scores(text, pool)
         self_score = index.lexical.self_score(text) or 1.0
-        table = ENTITY_TABLES[kind]
-        by_id = {e.id: e for e in session.exec(select(table).where(col(table.id).in_([index.entity_of[v] for v in pool if v in index.entity_of])))}
+        wanted = [index.entity_of[vid] for vid in pool if vid in index.entity_of]
+        by_id = {e.id: e for e in get_entities(session, kind, wanted)}
         scored: list[tuple[Candidate, Scored]] = []
         for vid in pool:
             counterpart = by_id.get(index.entity_of.get(vid, ""))
@@ -140,8 +147,12 @@ def _propose(
                 matched_terms=index.lexical.matched_terms(text, vid),
             )
             result = score_pair(
-                entity, counterpart, cosine=candidate.cosine, lexical=candidate.lexical,
-                matched_terms=candidate.matched_terms, weights=policy.weights,
+                entity,
+                counterpart,
+                cosine=candidate.cosine,
+                lexical=candidate.lexical,
+                matched_terms=candidate.matched_terms,
+                weights=policy.weights,
             )
             if not result.gated and result.score >= policy.min_score:
                 scored.append((candidate, result))
@@ -164,16 +175,29 @@ def _upsert_match(session: Session, entity: Entity, candidate: Candidate, scored
     a, b = sorted((entity, candidate.entity), key=lambda e: order[e.kind])
     match = session.exec(select(Match).where(Match.a_id == a.id, Match.b_id == b.id)).first()
     if match is None:
-        match = Match(pair_kind=pair_kind(a.kind, b.kind), a_kind=a.kind, a_id=a.id, a_owner=a.owner,
-                      b_kind=b.kind, b_id=b.id, b_owner=b.owner, score=scored.score)
+        match = Match(
+            pair_kind=pair_kind(a.kind, b.kind),
+            a_kind=a.kind,
+            a_id=a.id,
+            a_owner=a.owner,
+            b_kind=b.kind,
+            b_id=b.id,
+            b_owner=b.owner,
+            score=scored.score,
+        )
     match.score = scored.score
     match.components = scored.components
     match.reasons = [reason.model_dump() for reason in scored.reasons]
-    match.explanation = explain(scored, entity_title(candidate.entity), chinese=is_chinese(entity_text(entity)))
+    match.explanation_a = _explanation(scored, reader=a, other=b)
+    match.explanation_b = _explanation(scored, reader=b, other=a)
     match.updated_at = utcnow()
     session.add(match)
     session.flush()
     return match
+
+
+def _explanation(scored: Scored, *, reader: Entity, other: Entity) -> str:
+    return explain(scored, entity_title(other), chinese=is_chinese(entity_text(reader)))
 
 
 def _enqueue_proposal(
@@ -192,7 +216,7 @@ def _enqueue_proposal(
         score=scored.score,
         components=scored.components,
         reasons=scored.reasons,
-        explanation=explain(scored, entity_title(other), chinese=is_chinese(entity_text(side))),
+        explanation=match.explanation_for(side.id),
     )
     event_id = derived_event_id(cause.id, f"match.proposed:{match.id}:{side.id}")
     enqueue(session, topic, Envelope.wrap("match.proposed", side.id, data, event_id=event_id))

@@ -22,8 +22,9 @@ def policy_from(settings: Settings) -> MatchPolicy:
     return MatchPolicy(
         top_k=settings.match_top_k,
         min_score=settings.match_min_score,
-        weights=Weights(dense=settings.weight_dense, lexical=settings.weight_lexical,
-                        structured=settings.weight_structured),
+        weights=Weights(
+            dense=settings.weight_dense, lexical=settings.weight_lexical, structured=settings.weight_structured
+        ),
     )
 
 
@@ -34,18 +35,28 @@ def main() -> None:
     engine = make_engine(settings.resolved_database_url)
     init_db(engine)
     report_status(engine, SERVICE, "rebuilding")
-    state = MatcherState(settings.embedding_dim, settings.resolved_index_dir,
-                         snapshot_every=settings.index_snapshot_every)
+    state = MatcherState(
+        settings.embedding_dim, settings.resolved_index_dir, snapshot_every=settings.index_snapshot_every
+    )
     how = state.rebuild(engine)
     publisher = connect_bus(settings, SERVICE, stop=stop)
     relay = OutboxRelay(engine, publisher, poll_interval_s=settings.outbox_poll_ms / 1000, name="matcher-relay")
     relay.start(stop)
     consumer = make_consumer(settings, Topic.VECTORS, group_id="salon-matcher", publisher=publisher)
     report_status(engine, SERVICE, "ready", index=state.sizes(), rebuilt_from=how)
-    heartbeat(engine, SERVICE, stop, lambda: {"index": state.sizes(), "rebuilt_from": how,
-                                              "outbox_published": relay.published, **consumer.stats})
-    handler = partial(handle_vector, engine=engine, state=state, policy=policy_from(settings),
-                      matches_topic=settings.topic(Topic.MATCHES))
+    heartbeat(
+        engine,
+        SERVICE,
+        stop,
+        lambda: {"index": state.sizes(), "rebuilt_from": how, "outbox_published": relay.published, **consumer.stats},
+    )
+    handler = partial(
+        handle_vector,
+        engine=engine,
+        state=state,
+        policy=policy_from(settings),
+        matches_topic=settings.topic(Topic.MATCHES),
+    )
     log.info("matcher ready, index sizes %s", state.sizes())
     try:
         consumer.run(handler, stop=stop, max_batch=100, max_wait_ms=200)

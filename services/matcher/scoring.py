@@ -142,12 +142,22 @@ def _pitch_mandate(rules: _Rules, pitch: Pitch, mandate: Mandate) -> None:
         f"ask {pitch.funding_ask:,.0f} {pitch.currency} vs ticket {mandate.ticket_min:,.0f}–"
         f"{mandate.ticket_max:,.0f} {mandate.currency}",
     )
-    rules.soft("ticket_fit", 1.0 if within else 0.4, "ask within the ticket range" if within else "ask outside the ticket range, syndication needed")
+    rules.soft(
+        "ticket_fit",
+        1.0 if within else 0.4,
+        "ask within the ticket range" if within else "ask outside the ticket range, syndication needed",
+    )
     excluded = _excluded_by(mandate, pitch)
-    rules.gate("exclusions", excluded is None, f"matches declared exclusion '{excluded}'" if excluded else "no declared exclusion applies")
+    rules.gate(
+        "exclusions",
+        excluded is None,
+        f"matches declared exclusion '{excluded}'" if excluded else "no declared exclusion applies",
+    )
     if mandate.regions:
         inside = any(region_covers(region, pitch.region) for region in mandate.regions)
-        rules.soft("region", 1.0 if inside else 0.0, f"{pitch.region} {'is' if inside else 'is not'} in the fund's regions")
+        rules.soft(
+            "region", 1.0 if inside else 0.0, f"{pitch.region} {'is' if inside else 'is not'} in the fund's regions"
+        )
     if mandate.reinvestment_region:
         inside = region_covers(mandate.reinvestment_region, pitch.region)
         detail = (
@@ -168,21 +178,27 @@ def _pitch_need(rules: _Rules, pitch: Pitch, need: Need) -> None:
         rules.soft(
             "needs_offerings",
             len(satisfied) / len(wanted),
-            f"region offers what the project needs: {', '.join(satisfied)}" if satisfied else "region offers none of the project's needs",
+            f"region offers what the project needs: {', '.join(satisfied)}"
+            if satisfied
+            else "region offers none of the project's needs",
         )
     same_region = region_covers(need.region, pitch.region)
     rules.soft(
         "region",
         1.0 if same_region else 0.5,
-        "project is already in the region (local chain link)" if same_region else "project would move or expand into the region (技术迁移)",
+        "project is already in the region (local chain link)"
+        if same_region
+        else "project would move or expand into the region (技术迁移)",
     )
 
 
 def _mandate_need(rules: _Rules, mandate: Mandate, need: Need) -> None:
     _sector_rule(rules, mandate, need)
-    scopes = [*mandate.regions, *( [mandate.reinvestment_region] if mandate.reinvestment_region else [])]
+    scopes = [*mandate.regions, *([mandate.reinvestment_region] if mandate.reinvestment_region else [])]
     covered = not scopes or any(region_covers(scope, need.region) for scope in scopes)
-    rules.soft("region", 1.0 if covered else 0.2, f"fund {'invests' if covered else 'does not invest'} in {need.region}")
+    rules.soft(
+        "region", 1.0 if covered else 0.2, f"fund {'invests' if covered else 'does not invest'} in {need.region}"
+    )
     if "co_investment" in need.offerings:
         rules.soft("co_investment", 1.0, "region offers co-investment by its own fund")
 
@@ -224,7 +240,8 @@ def score_pair(
             rule="dense_similarity",
             passed=dense >= 0.5,
             contribution=round(w_dense * dense / total_weight, 4),
-            detail=f"embedding cosine {cosine:.2f}" + (" (down-weighted: Chinese text, English-only model)" if chinese else ""),
+            detail=f"embedding cosine {cosine:.2f}"
+            + (" (down-weighted: Chinese text, English-only model)" if chinese else ""),
         ),
         ReasonData(
             rule="lexical_similarity",

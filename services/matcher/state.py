@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from sqlalchemy import func
@@ -20,7 +21,7 @@ from sqlmodel import Session, select
 
 from embeddings import BM25Index, SnapshotError, VectorIndex
 from shared.events import ENTITY_KINDS
-from shared.models import ENTITY_TABLES, EntityVector, entity_text
+from shared.models import ENTITY_TABLES, Entity, EntityVector, entity_text
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class MatcherState:
         self.dim = dim
         self.snapshot_dir = snapshot_dir
         self.snapshot_every = snapshot_every
-        self.kinds = {kind: KindIndex(kind, VectorIndex(dim)) for kind in ENTITY_KINDS}
+        self.kinds: dict[str, KindIndex] = {kind: KindIndex(kind, VectorIndex(dim)) for kind in ENTITY_KINDS}
         self._adds_since_snapshot = 0
         self._lock = threading.Lock()
 
@@ -70,7 +71,8 @@ class MatcherState:
             for kind in ENTITY_KINDS:
                 table = ENTITY_TABLES[kind]
                 rows = session.exec(
-                    select(EntityVector, table).join(table, table.id == EntityVector.entity_id)  # type: ignore[arg-type]
+                    select(EntityVector, table)
+                    .join(table, table.id == EntityVector.entity_id)  # type: ignore[arg-type]
                     .where(EntityVector.kind == kind)
                 ).all()
                 index = KindIndex(kind, VectorIndex(self.dim))
@@ -82,11 +84,15 @@ class MatcherState:
                 else:
                     index.vectors = VectorIndex.rebuild(
                         self.dim,
-                        ((vector_row.id, np.frombuffer(vector_row.vector, dtype=np.float32))
-                         for vector_row, _ in rows if vector_row.id is not None and vector_row.dim == self.dim),
+                        (
+                            (vector_row.id, np.frombuffer(vector_row.vector, dtype=np.float32))
+                            for vector_row, _ in rows
+                            if vector_row.id is not None and vector_row.dim == self.dim
+                        ),
                     )
                     how[kind] = "database"
-                for vector_row, entity in rows:
+                for vector_row, row in rows:
+                    entity = cast(Entity, row)
                     assert vector_row.id is not None
                     index.lexical.add(vector_row.id, entity_text(entity))
                     index.entity_of[vector_row.id] = entity.id

@@ -33,8 +33,7 @@ def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platfor
 def headers_for(platform: Platform) -> Callable[[Role, str], dict[str, str]]:
     def make(role: Role, owner: str) -> dict[str, str]:
         with Session(platform.engine) as session:
-            _, raw = create_key(session, role=role, name=owner, owner=owner,
-                                pepper=platform.settings.api_key_pepper)
+            _, raw = create_key(session, role=role, name=owner, owner=owner, pepper=platform.settings.api_key_pepper)
             session.commit()
         return {"Authorization": f"Bearer {raw}"}
 

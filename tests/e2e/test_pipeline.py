@@ -15,10 +15,10 @@ from shared.events import Envelope
 from shared.models import Role
 from tests.payloads import MANDATE, NEED, PITCH
 
+
 def read_match_events(bootstrap: str, topic: str, subjects: set[str], timeout: float = 120) -> list[Envelope]:
     """Read `match.proposed` events until every subject has at least one."""
-    reader = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                           enable_auto_commit=False)
+    reader = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
     events: list[Envelope] = []
     deadline = time.monotonic() + timeout
     try:
@@ -52,8 +52,9 @@ def test_submissions_flow_to_match_events_on_the_real_topic(platform: Platform, 
         assert pitch.status_code == 202
         pitch_id = pitch.json()["id"]
 
-        events = read_match_events(platform.settings.bootstrap, platform.settings.topic("matches"),
-                                   {pitch_id, mandate_id, need_id})
+        events = read_match_events(
+            platform.settings.bootstrap, platform.settings.topic("matches"), {pitch_id, mandate_id, need_id}
+        )
         proposed = [event for event in events if event.type == "match.proposed"]
         by_subject = {
             subject: {event.payload().counterpart_id for event in proposed if event.subject == subject}

@@ -18,8 +18,11 @@ FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_po
 
 def submission(n: int = 0) -> Envelope:
     entity_id = str(uuid.uuid4())
-    return Envelope.wrap("pitch.submitted", entity_id, SubmissionData(
-        kind="pitch", entity_id=entity_id, version=1, owner="o", text=f"text {n}", fields={}))
+    return Envelope.wrap(
+        "pitch.submitted",
+        entity_id,
+        SubmissionData(kind="pitch", entity_id=entity_id, version=1, owner="o", text=f"text {n}", fields={}),
+    )
 
 
 @pytest.fixture
@@ -27,8 +30,13 @@ def consumer_factory(broker: str, publisher: Publisher) -> Iterator[Callable[...
     made: list[Consumer] = []
 
     def make(topic: str, group: str | None = None, **kwargs: object) -> Consumer:
-        consumer = Consumer(broker, [topic], group_id=group or f"g-{uuid.uuid4().hex[:8]}", publisher=publisher,
-                            **{**FAST_GROUP, **kwargs})  # type: ignore[arg-type]
+        consumer = Consumer(
+            broker,
+            [topic],
+            group_id=group or f"g-{uuid.uuid4().hex[:8]}",
+            publisher=publisher,
+            **{**FAST_GROUP, **kwargs},
+        )  # type: ignore[arg-type]
         made.append(consumer)
         return consumer
 
@@ -84,8 +92,13 @@ def test_duplicate_event_ids_reach_the_handler_once(topic_factory, publisher, co
 
 
 def _dlq_records(broker: str, topic: str, want: int) -> list:
-    reader = KafkaConsumer(topic + DLQ_SUFFIX, bootstrap_servers=broker, auto_offset_reset="earliest",
-                           consumer_timeout_ms=5000, enable_auto_commit=False)
+    reader = KafkaConsumer(
+        topic + DLQ_SUFFIX,
+        bootstrap_servers=broker,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+        enable_auto_commit=False,
+    )
     records = []
     deadline = time.monotonic() + 20
     while len(records) < want and time.monotonic() < deadline:

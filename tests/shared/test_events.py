@@ -19,8 +19,11 @@ def test_envelope_round_trips_with_typed_payload():
 
 def test_wrap_refuses_the_wrong_schema_for_a_type():
     with pytest.raises(TypeError):
-        Envelope.wrap("vector.computed", "x", SubmissionData(kind="pitch", entity_id="x", version=1, owner="o",
-                                                             text="t", fields={}))
+        Envelope.wrap(
+            "vector.computed",
+            "x",
+            SubmissionData(kind="pitch", entity_id="x", version=1, owner="o", text="t", fields={}),
+        )
 
 
 @pytest.mark.parametrize("raw", [None, b"", b"not json", b"[]", b'{"type": "pitch.submitted"}'])

@@ -17,8 +17,11 @@ from shared.outbox import OutboxRelay, enqueue, pending_count
 
 
 def event(subject: str) -> Envelope:
-    return Envelope.wrap("pitch.submitted", subject, SubmissionData(
-        kind="pitch", entity_id=subject, version=1, owner="o", text="t", fields={}))
+    return Envelope.wrap(
+        "pitch.submitted",
+        subject,
+        SubmissionData(kind="pitch", entity_id=subject, version=1, owner="o", text="t", fields={}),
+    )
 
 
 def read_all(broker: str, topic: str, want: int) -> list[Envelope]:
@@ -34,8 +37,9 @@ def read_all(broker: str, topic: str, want: int) -> list[Envelope]:
 
 def test_a_rolled_back_transaction_leaves_no_event(any_engine):
     with pytest.raises(RuntimeError), Session(any_engine) as session:
-        session.add(Pitch(company="c", title="t", summary="s" * 10, stage="seed", funding_ask=1, region="r1",
-                          owner="o"))
+        session.add(
+            Pitch(company="c", title="t", summary="s" * 10, stage="seed", funding_ask=1, region="r1", owner="o")
+        )
         enqueue(session, "salon.submissions", event("x"))
         session.flush()
         raise RuntimeError("the request failed half-way")

@@ -28,8 +28,11 @@ def healthz(request: Request, response: Response) -> dict[str, Any]:
                 updated = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
                 age = (now - updated).total_seconds()
                 live = row.state != "stopped" and age < STALE_AFTER_S
-                services[row.name] = {"state": row.state if live else f"{row.state} (stale)",
-                                      "age_s": round(age, 1), **row.detail}
+                services[row.name] = {
+                    "state": row.state if live else f"{row.state} (stale)",
+                    "age_s": round(age, 1),
+                    **row.detail,
+                }
     matcher = services.get("matcher", {})
     index = {"state": matcher.get("state", "unknown"), "sizes": matcher.get("index", {})}
     healthy = db_ok and broker["ok"] and index["state"] == "ready"

@@ -10,7 +10,7 @@ from sqlmodel import col, or_, select
 
 from services.api.deps import CallerDep, SessionDep, is_staff
 from shared.events import ENTITY_KINDS, EntityKind
-from shared.models import ENTITY_TABLES, Entity, Match, entity_title
+from shared.models import Entity, Match, entity_title, get_entity
 
 router = APIRouter(prefix="/v1", tags=["matches"])
 
@@ -39,7 +39,7 @@ class MatchPublic(BaseModel):
 
 def _find_subject(session: Any, subject: str) -> Entity | None:
     for kind in ENTITY_KINDS:
-        entity = session.get(ENTITY_TABLES[kind], subject)
+        entity = get_entity(session, kind, subject)
         if entity is not None:
             return entity  # type: ignore[no-any-return]
     return None
@@ -75,14 +75,20 @@ def list_matches(
     results: list[MatchPublic] = []
     for match in rows:
         other_kind, other_id = (match.b_kind, match.b_id) if match.a_id == subject else (match.a_kind, match.a_id)
-        other = session.get(ENTITY_TABLES[other_kind], other_id)
+        other = get_entity(session, other_kind, other_id)
         if other is None:
             continue
         results.append(
             MatchPublic(
-                match_id=match.id, pair_kind=match.pair_kind, rank=len(results) + 1, score=match.score,
-                status=match.status, components=match.components, reasons=match.reasons,
-                explanation=match.explanation, counterpart=_counterpart(other),
+                match_id=match.id,
+                pair_kind=match.pair_kind,
+                rank=len(results) + 1,
+                score=match.score,
+                status=match.status,
+                components=match.components,
+                reasons=match.reasons,
+                explanation=match.explanation_for(subject),
+                counterpart=_counterpart(other),
             )
         )
     return results

@@ -26,7 +26,13 @@ def list_notifications(
         .limit(limit)
     ).all()
     return [
-        {"id": row.id, "event_id": row.event_id, "type": row.type, "subject": row.subject,
-         "created_at": row.created_at, "payload": row.payload}
+        {
+            "id": row.id,
+            "event_id": row.event_id,
+            "type": row.type,
+            "subject": row.subject,
+            "created_at": row.created_at,
+            "payload": row.payload,
+        }
         for row in rows
     ]

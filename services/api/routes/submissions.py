@@ -1,9 +1,8 @@
 """POST/GET/PUT for pitches, mandates and needs (one router per kind, same rules)."""
 
-
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
@@ -20,6 +19,7 @@ from shared.models import (
     NeedPublic,
     PitchCreate,
     PitchPublic,
+    get_entity,
 )
 
 
@@ -33,7 +33,7 @@ class Accepted(BaseModel):
 
 def visible_entity(session: Session, caller: ApiKey, kind: str, entity_id: str) -> Entity:
     """The entity if the caller may see it; 404 otherwise (never confirms existence)."""
-    entity = session.get(ENTITY_TABLES[kind], entity_id)
+    entity = get_entity(session, kind, entity_id)
     if entity is None or not (is_staff(caller) or entity.owner == caller.owner):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"{kind} {entity_id} not found / 未找到")
     return entity
@@ -49,7 +49,10 @@ def _check_submitter(caller: ApiKey, kind: str) -> None:
 
 def _accepted(entity: Entity, plural: str) -> Accepted:
     return Accepted(
-        id=entity.id, kind=entity.kind, status=entity.status, version=entity.version,
+        id=entity.id,
+        kind=entity.kind,
+        status=entity.status,
+        version=entity.version,
         links={"self": f"/v1/{plural}/{entity.id}", "matches": f"/v1/matches?subject={entity.id}"},
     )
 
@@ -58,8 +61,12 @@ def build_router(kind: str, plural: str, create_model: Any, public_model: Any) -
     router = APIRouter(prefix=f"/v1/{plural}", tags=[plural])
     table = ENTITY_TABLES[kind]
 
-    @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted,
-                 summary=f"Submit a {kind}; it is embedded and matched asynchronously")
+    @router.post(
+        "",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=Accepted,
+        summary=f"Submit a {kind}; it is embedded and matched asynchronously",
+    )
     def submit(body: create_model, session: SessionDep, settings: SettingsDep, caller: CallerDep) -> Accepted:  # type: ignore[valid-type]
         _check_submitter(caller, kind)
         return _accepted(create_entity(session, settings, kind, body, owner=caller.owner), plural)
@@ -77,12 +84,18 @@ def build_router(kind: str, plural: str, create_model: Any, public_model: Any) -
         return session.exec(query).all()
 
     @router.get("/{entity_id}", response_model=public_model, summary=f"A {kind} with its processing status")
-    def get_entity(entity_id: str, session: SessionDep, caller: CallerDep) -> Any:
+    def read_entity(entity_id: str, session: SessionDep, caller: CallerDep) -> Any:
         return visible_entity(session, caller, kind, entity_id)
 
-    @router.put("/{entity_id}", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted,
-                summary=f"Replace a {kind}; it is re-embedded and re-matched")
-    def replace(entity_id: str, body: create_model, session: SessionDep, settings: SettingsDep, caller: CallerDep) -> Accepted:  # type: ignore[valid-type]
+    @router.put(
+        "/{entity_id}",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=Accepted,
+        summary=f"Replace a {kind}; it is re-embedded and re-matched",
+    )
+    def replace(
+        entity_id: str, body: create_model, session: SessionDep, settings: SettingsDep, caller: CallerDep
+    ) -> Accepted:  # type: ignore[valid-type]
         entity = visible_entity(session, caller, kind, entity_id)
         _check_submitter(caller, kind)
         return _accepted(replace_entity(session, settings, entity, body), plural)

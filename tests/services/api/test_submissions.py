@@ -7,8 +7,7 @@ from sqlmodel import Session, select
 
 from shared.db import make_engine
 from shared.events import Envelope
-from shared.models import Mandate, OutboxMessage, Pitch, Role
-
+from shared.models import OutboxMessage, Pitch, Role
 from tests.payloads import MANDATE, NEED, PITCH
 
 
@@ -34,9 +33,7 @@ def test_submit_answers_202_and_writes_the_row_and_its_event_together(client, ke
     assert "石墨负极" in event.payload().text
 
 
-@pytest.mark.parametrize(
-    ("path", "body"), [("/v1/pitches", PITCH), ("/v1/mandates", MANDATE), ("/v1/needs", NEED)]
-)
+@pytest.mark.parametrize(("path", "body"), [("/v1/pitches", PITCH), ("/v1/mandates", MANDATE), ("/v1/needs", NEED)])
 def test_each_kind_round_trips_with_status(client, key_for, path, body):
     headers = key_for(Role.ORGANIZER, "organizer")
     created = client.post(path, json=body, headers=headers)
@@ -57,23 +54,30 @@ def test_invalid_input_gets_field_level_422_and_nothing_is_stored(client, key_fo
 
 
 def test_server_owned_fields_are_refused(client, key_for, api_settings):
-    response = client.post("/v1/pitches", json={**PITCH, "status": "matched", "owner": "someone else"},
-                           headers=key_for(Role.ENTERPRISE, "e"))
+    response = client.post(
+        "/v1/pitches",
+        json={**PITCH, "status": "matched", "owner": "someone else"},
+        headers=key_for(Role.ENTERPRISE, "e"),
+    )
     assert response.status_code == 422
     assert {error["field"] for error in response.json()["errors"]} == {"status", "owner"}
     assert stored(api_settings, Pitch) == []
 
 
 def test_ticket_range_is_checked(client, key_for):
-    response = client.post("/v1/mandates", json={**MANDATE, "ticket_min": 5e8, "ticket_max": 1e6},
-                           headers=key_for(Role.FUND, "f"))
+    response = client.post(
+        "/v1/mandates", json={**MANDATE, "ticket_min": 5e8, "ticket_max": 1e6}, headers=key_for(Role.FUND, "f")
+    )
     assert response.status_code == 422
     assert "ticket_min" in response.text
 
 
 def test_errors_speak_chinese_when_asked(client, key_for):
-    response = client.post("/v1/pitches", json={**PITCH, "title": ""},
-                           headers={**key_for(Role.ENTERPRISE, "e"), "Accept-Language": "zh-CN"})
+    response = client.post(
+        "/v1/pitches",
+        json={**PITCH, "title": ""},
+        headers={**key_for(Role.ENTERPRISE, "e"), "Accept-Language": "zh-CN"},
+    )
     assert response.status_code == 422
     assert "未保存" in response.json()["detail"]
     assert "文本过短" in response.json()["errors"][0]["message"]
