@@ -19,11 +19,12 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/salon up
 
-test: install
+test: install lint
 	$(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check shared embeddings services tests
+	$(BIN)/ruff format --check shared embeddings services tests
 	$(BIN)/mypy shared embeddings services
 
 clean:

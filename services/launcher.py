@@ -132,22 +132,21 @@ def service_process(settings: Settings, name: str, env: dict[str, str]) -> Manag
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes child processes see the same settings as the launcher."""
-    env = {
-        "SALON_DATA_DIR": str(settings.data_dir.resolve()),
-        "SALON_DATABASE_URL": settings.resolved_database_url,
-        "SALON_KAFKA_BOOTSTRAP": settings.bootstrap,
-        "SALON_API_PORT": str(settings.api_port),
-        "SALON_API_HOST": settings.api_host,
-        "SALON_MODEL": settings.model,
-        "SALON_TOPIC_PREFIX": settings.topic_prefix,
-        "SALON_API_KEY_PEPPER": settings.api_key_pepper,
-        "SALON_INDEX_DIR": str(settings.resolved_index_dir.resolve()),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "PYTHONUNBUFFERED": "1",
-    }
+    """The environment that makes child processes see exactly the launcher's settings."""
+    env = {f"SALON_{name.upper()}": str(value) for name, value in settings.model_dump().items() if value is not None}
+    env.update(
+        {
+            # Resolved forms, so children agree even if they start in another directory.
+            "SALON_DATA_DIR": str(settings.data_dir.resolve()),
+            "SALON_DATABASE_URL": settings.resolved_database_url,
+            "SALON_KAFKA_BOOTSTRAP": settings.bootstrap,
+            "SALON_INDEX_DIR": str(settings.resolved_index_dir.resolve()),
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 

@@ -79,23 +79,37 @@ def broker_topics(bootstrap: str, *, timeout_ms: int = 3000) -> set[str]:
 
 
 class Publisher:
-    """Publishes envelopes; `publish_many` returns only when the broker acknowledged all."""
+    """Publishes envelopes; `publish_many` returns only when the broker acknowledged all.
+
+    After a failed publish the underlying producer is discarded and rebuilt on the next
+    call, so a broker that restarted (and forgot producer ids and topics) is picked up.
+    """
 
     def __init__(self, bootstrap: str, *, client_id: str = "salon", **overrides: Any) -> None:
-        config: dict[str, Any] = {
+        self._config: dict[str, Any] = {
             "bootstrap_servers": bootstrap,
             "client_id": client_id,
             "acks": "all",
             "retries": 5,
             "linger_ms": 5,
             "max_in_flight_requests_per_connection": 1,  # keeps per-key order across retries
+            # Idempotence ties the producer to broker-side state that a restarted embedded
+            # broker has lost; consumers dedupe by event id instead.
+            "enable_idempotence": False,
             "request_timeout_ms": 15000,
+            "max_block_ms": 15000,
         }
-        config.update(overrides)
-        try:
-            self._producer = KafkaProducer(**config)
-        except KafkaError as exc:
-            raise BusError(f"cannot create a producer for {bootstrap}: {exc}") from exc
+        self._config.update(overrides)
+        self._producer: KafkaProducer | None = None
+        self._connect()
+
+    def _connect(self) -> KafkaProducer:
+        if self._producer is None:
+            try:
+                self._producer = KafkaProducer(**self._config)
+            except KafkaError as exc:
+                raise BusError(f"cannot create a producer for {self._config['bootstrap_servers']}: {exc}") from exc
+        return self._producer
 
     def publish_many(self, items: Sequence[tuple[str, Envelope]], *, timeout_s: float = 30.0) -> None:
         """Send (topic, envelope) pairs keyed by subject and wait for every acknowledgement."""
@@ -112,19 +126,34 @@ class Publisher:
         *,
         timeout_s: float = 30.0,
     ) -> None:
+        producer = self._connect()
         try:
             futures = [
-                self._producer.send(topic, key=key, value=value, headers=headers or None)
+                producer.send(topic, key=key, value=value, headers=headers or None)
                 for topic, key, value, headers in items
             ]
-            self._producer.flush(timeout=timeout_s)
+            producer.flush(timeout=timeout_s)
             for future in futures:
                 future.get(timeout=timeout_s)
         except KafkaError as exc:
+            self._discard()
             raise BusError(f"publish failed: {exc}") from exc
 
+    def _discard(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except KafkaError:  # it is being thrown away because it failed
+                log.debug("discarding a failed producer", exc_info=True)
+
     def close(self) -> None:
-        self._producer.close(timeout=5)
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=5)
+            except KafkaError:  # unsent records stay in the outbox and are sent by the next relay
+                log.warning("producer did not flush on close", exc_info=True)
+            self._producer = None
 
 
 @dataclass(frozen=True)
@@ -220,7 +249,7 @@ class Consumer:
             try:
                 self._handle(records, handler)
                 break
-            except RetryableError as exc:
+            except (RetryableError, BusError) as exc:  # the store or the broker is away: never give up
                 self.stats["retries"] += 1
                 log.warning("retryable failure in %s (attempt %d): %s", self.group_id, attempt, exc)
             except Exception as exc:  # noqa: BLE001 - the error hook decides: retry, then dead-letter
@@ -303,7 +332,7 @@ class Consumer:
                     continue
                 handler([Message(envelope, record.topic, record.partition, record.offset)])
                 self._remember(envelope.id)
-            except RetryableError:
+            except (RetryableError, BusError):
                 raise
             except Exception as exc:  # noqa: BLE001 - recorded in the DLQ with its error
                 self._send_to_dlq(record, exc if len(records) > 1 else batch_error)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import ConfigurationError
@@ -44,24 +45,23 @@ class Settings(BaseSettings):
         0.25, ge=0, description="Weight of structured fit (sectors, stage, ticket, region)."
     )
 
+    dense_cjk_reliability: float = Field(
+        0.25, ge=0, le=1, description="Trust in dense similarity for Chinese text (1.0 with a multilingual model)."
+    )
+
     api_host: str = Field("127.0.0.1", description="Address the API binds to.")
-    api_port: int = Field(8000, description="Port of the API (and the organizer console).")
+    api_port: int = Field(8000, description="Port of the API.")
     api_key_pepper: str = Field(
         "salon-dev-pepper-not-for-production",
         description="Server-side secret mixed into API-key hashes. Set a long random value in production.",
     )
-    environment: str = Field("development", description="development | production (production refuses dev defaults).")
+    environment: Literal["development", "production"] = Field(
+        "development", description="`production` refuses SQLite, the embedded broker and the dev pepper."
+    )
 
     outbox_poll_ms: int = Field(200, ge=10, description="Outbox relay poll interval.")
     reconcile_after_s: int = Field(120, ge=5, description="Entities stuck this long in a state are re-driven.")
     log_level: str = Field("INFO", description="Python logging level.")
-
-    @field_validator("environment")
-    @classmethod
-    def _known_environment(cls, value: str) -> str:
-        if value not in {"development", "production"}:
-            raise ValueError("must be 'development' or 'production'")
-        return value
 
     def model_post_init(self, __context: object) -> None:
         if self.environment == "production":

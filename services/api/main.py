@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from services.api.errors import validation_error_handler
+from services.api.reconcile import run_reconciler
 from services.api.routes import health, matches, notifications, submissions
 from services.runtime import connect_bus, setup_logging
 from shared.bus import broker_topics
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
                 threading.Thread(
                     target=_run_relay, args=(settings, engine, stop, holder), name="api-relay", daemon=True
                 ),
+                threading.Thread(target=run_reconciler, args=(engine, settings, stop), name="reconciler", daemon=True),
             ]
         for thread in threads:
             thread.start()

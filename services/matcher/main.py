@@ -23,7 +23,10 @@ def policy_from(settings: Settings) -> MatchPolicy:
         top_k=settings.match_top_k,
         min_score=settings.match_min_score,
         weights=Weights(
-            dense=settings.weight_dense, lexical=settings.weight_lexical, structured=settings.weight_structured
+            dense=settings.weight_dense,
+            lexical=settings.weight_lexical,
+            structured=settings.weight_structured,
+            dense_cjk_reliability=settings.dense_cjk_reliability,
         ),
     )
 

@@ -24,6 +24,7 @@ def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platfor
         kafka_embedded_port=free_port(),
         api_port=free_port(),
         api_key_pepper="e2e-pepper-0123456789",
+        reconcile_after_s=5,  # the broker-restart test waits for the reconciler
     )
     with Platform(settings) as running:
         yield running

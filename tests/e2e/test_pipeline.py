@@ -85,7 +85,12 @@ def test_submissions_flow_to_match_events_on_the_real_topic(platform: Platform, 
             time.sleep(0.3)
         assert any(item["payload"]["counterpart_id"] == pitch_id for item in inbox)
 
+        # Health reports the matcher's index from its heartbeat (every 2 s).
+        deadline = time.monotonic() + 20
         health = http.get("/v1/healthz").json()
+        while time.monotonic() < deadline and health["index"]["sizes"] != {"pitch": 1, "mandate": 1, "need": 1}:
+            time.sleep(0.5)
+            health = http.get("/v1/healthz").json()
         assert health["database"]["ok"] and health["broker"]["ok"]
         assert health["index"]["state"] == "ready"
         assert health["index"]["sizes"] == {"pitch": 1, "mandate": 1, "need": 1}
