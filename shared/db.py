@@ -76,13 +76,17 @@ def transaction(engine: Engine) -> Iterator[Session]:
             raise
 
 
+def already_handled(session: Session, consumer: str, event_id: str) -> bool:
+    return session.get(ProcessedEvent, (consumer, event_id)) is not None
+
+
 def claim_event(session: Session, consumer: str, event_id: str) -> bool:
     """Record that `consumer` handles `event_id` in this transaction; False if it already did.
 
     A concurrent duplicate that slips past the check fails the transaction's commit on the
     primary key, and the retry then sees the row and skips.
     """
-    if session.get(ProcessedEvent, (consumer, event_id)) is not None:
+    if already_handled(session, consumer, event_id):
         return False
     session.add(ProcessedEvent(consumer=consumer, event_id=event_id))
     try:

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from services.matcher.scoring import Scored, Weights, explain, is_chinese, pair_kind, score_pair
 from services.matcher.state import MatcherState
-from shared.db import claim_event, transaction
+from shared.db import already_handled, claim_event, transaction
 from shared.errors import PoisonMessageError
 from shared.events import ENTITY_KINDS, Envelope, MatchData, VectorData, derived_event_id
 from shared.models import (
@@ -53,27 +53,36 @@ def handle_vector(
 ) -> int:
     """Store the vector, propose the best counterparts of the other kinds, and publish.
 
-    Everything (vector, proposals, status, outbox events, the inbox row) commits in one
-    transaction; the in-memory indices learn the vector only after that commit.
-    Returns the number of proposals stored.
+    Two transactions, so the status a user sees moves accepted → embedded → matched:
+    1. the vector and status `embedded` (an idempotent upsert: safe to repeat);
+    2. the proposals, status `matched`, the outbox events and the inbox row, all or nothing.
+    A crash between them re-delivers the event, which repeats 1 and completes 2. The
+    in-memory indices learn the vector only after both commits. Returns the proposals stored.
     """
     data: VectorData = envelope.payload()
     if data.dim != state.dim:
         raise PoisonMessageError(f"vector of dim {data.dim} from model {data.model}; the index holds dim {state.dim}")
     vector = np.asarray(data.vector, dtype=np.float32)
     with transaction(engine) as session:
-        if not claim_event(session, CONSUMER, envelope.id):
+        if already_handled(session, CONSUMER, envelope.id):
             return 0
-        entity = get_entity(session, data.kind, data.entity_id)
+        entity = _current_entity(session, data)
         if entity is None:
-            raise PoisonMessageError(f"{data.kind} {data.entity_id} is not in the database")
-        if entity.version > data.version:
-            log.info("skipping stale vector for %s v%d (now v%d)", entity.id, data.version, entity.version)
             return 0
         stored = _store_vector(session, data, vector)
-        entity.status = EntityStatus.EMBEDDED
+        if entity.status == EntityStatus.ACCEPTED:
+            entity.status = EntityStatus.EMBEDDED
+            session.add(entity)
+        vector_id = stored.id
+    assert vector_id is not None
+    with transaction(engine) as session:
+        if not claim_event(session, CONSUMER, envelope.id):
+            return 0
+        entity = _current_entity(session, data)
+        if entity is None:
+            return 0
         text = entity_text(entity)
-        proposals = _propose(session, entity, vector, text, state=state, policy=policy, self_vector_id=stored.id)
+        proposals = _propose(session, entity, vector, text, state=state, policy=policy)
         matches = [_upsert_match(session, entity, candidate, scored) for candidate, scored in proposals]
         for match, (candidate, scored) in zip(matches, proposals, strict=True):
             for side, other in ((entity, candidate.entity), (candidate.entity, entity)):
@@ -81,10 +90,19 @@ def handle_vector(
         entity.status = EntityStatus.MATCHED
         entity.updated_at = utcnow()
         session.add(entity)
-        vector_id = stored.id
-    assert vector_id is not None
     state.add(data.kind, vector_id, entity.id, vector, text)
     return len(matches)
+
+
+def _current_entity(session: Session, data: VectorData) -> Entity | None:
+    """The entity this vector belongs to; None if the vector is of a superseded version."""
+    entity = get_entity(session, data.kind, data.entity_id)
+    if entity is None:
+        raise PoisonMessageError(f"{data.kind} {data.entity_id} is not in the database")
+    if entity.version > data.version:
+        log.info("skipping stale vector for %s v%d (now v%d)", entity.id, data.version, entity.version)
+        return None
+    return entity
 
 
 def _store_vector(session: Session, data: VectorData, vector: np.ndarray) -> EntityVector:
@@ -114,7 +132,6 @@ def _propose(
     *,
     state: MatcherState,
     policy: MatchPolicy,
-    self_vector_id: int | None,
 ) -> list[tuple[Candidate, Scored]]:
     proposals: list[tuple[Candidate, Scored]] = []
     for kind in ENTITY_KINDS:

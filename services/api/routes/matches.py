@@ -10,7 +10,7 @@ from sqlmodel import col, or_, select
 
 from services.api.deps import CallerDep, SessionDep, is_staff
 from shared.events import ENTITY_KINDS, EntityKind
-from shared.models import Entity, Match, entity_title, get_entity
+from shared.models import Entity, Mandate, Match, entity_sectors, entity_title, get_entity
 
 router = APIRouter(prefix="/v1", tags=["matches"])
 
@@ -46,13 +46,14 @@ def _find_subject(session: Any, subject: str) -> Entity | None:
 
 
 def _counterpart(entity: Entity) -> Counterpart:
+    region = ", ".join(entity.regions) if isinstance(entity, Mandate) else entity.region
     return Counterpart(
         kind=entity.kind,
         id=entity.id,
         title=entity_title(entity),
         owner=entity.owner,
-        region=entity.region if hasattr(entity, "region") and entity.region else "",
-        sectors=list(getattr(entity, "target_sectors", None) or getattr(entity, "sectors", [])),
+        region=region,
+        sectors=list(entity_sectors(entity)),
         sector_codes=list(entity.sector_codes),
     )
 

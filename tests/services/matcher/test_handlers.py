@@ -157,3 +157,28 @@ def test_state_rebuilds_from_the_database_then_from_its_snapshot(sqlite_engine, 
     assert again.rebuild(sqlite_engine) == {"pitch": "snapshot", "mandate": "snapshot", "need": "snapshot"}
     query = ENCODER.encode([entity_text(submit(sqlite_engine, "pitch", PITCH, "x"))])[0]
     assert again.kinds["pitch"].vectors.search(query, 1) == fresh.kinds["pitch"].vectors.search(query, 1)
+
+
+def test_a_crash_after_embedding_leaves_status_embedded_and_redelivery_completes(sqlite_engine, state, monkeypatch):
+    import services.matcher.handlers as handlers
+
+    mandate = submit(sqlite_engine, "mandate", MANDATE, "fund")
+    handle(vector_event(mandate), sqlite_engine, state)
+    pitch = submit(sqlite_engine, "pitch", PITCH, "enterprise")
+    event = vector_event(pitch)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed between the two transactions")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(handlers, "_propose", crash)
+        with pytest.raises(RuntimeError):
+            handle(event, sqlite_engine, state)
+    with Session(sqlite_engine) as session:
+        assert session.get(ENTITY_TABLES["pitch"], pitch.id).status == "embedded"
+        assert session.exec(select(Match)).all() == []
+
+    assert handle(event, sqlite_engine, state) == 1
+    with Session(sqlite_engine) as session:
+        assert session.get(ENTITY_TABLES["pitch"], pitch.id).status == "matched"
+        assert len(session.exec(select(EntityVector)).all()) == 2
