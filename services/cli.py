@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlmodel import Session, select
 
+from services.bench import bench_app
+from services.bench import register_all as register_benchmarks
 from services.demo import load_demo, processing_counts
 from services.launcher import SERVICES, LaunchError, Platform
 from shared.db import init_db, make_engine
@@ -24,6 +26,8 @@ from shared.settings import get_settings
 app = typer.Typer(help="salon: matchmaking for innovation salons (新质生产力会客厅).", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+register_benchmarks()
+app.add_typer(bench_app, name="bench")
 console = Console(soft_wrap=True)
 
 DEMO_ORGANIZER = "demo organizer"
