@@ -25,6 +25,7 @@ class Topic(StrEnum):
     SUBMISSIONS = "submissions"
     VECTORS = "vectors"
     MATCHES = "matches"
+    FEEDBACK = "feedback"
     SESSIONS = "sessions"
 
 
@@ -56,10 +57,13 @@ class VectorData(BaseModel):
 
 
 class ReasonData(BaseModel):
+    """One rule's outcome: did it pass, what it added to the score, why (English, Chinese)."""
+
     rule: str
     passed: bool
     contribution: float
     detail: str
+    detail_zh: str = ""
 
 
 class MatchData(BaseModel):
@@ -80,10 +84,22 @@ class MatchData(BaseModel):
     explanation: str
 
 
+class FeedbackData(BaseModel):
+    """`match.feedback`: an organizer's or participant's verdict on a proposal."""
+
+    match_id: str
+    verdict: Literal["shortlist", "reject", "not_relevant", "decline"]
+    reason: str
+    actor: str
+    actor_role: str
+    affected_subjects: list[str]
+
+
 EVENT_DATA: dict[str, type[BaseModel]] = {
     **{f"{kind}.{verb}": SubmissionData for kind in ENTITY_KINDS for verb in ("submitted", "updated")},
     "vector.computed": VectorData,
     "match.proposed": MatchData,
+    "match.feedback": FeedbackData,
 }
 
 

@@ -108,6 +108,7 @@ class Pitch(PitchBase, table=True):
     owner: str = Field(index=True)
     status: str = Field(default=EntityStatus.ACCEPTED, index=True)
     version: int = 1
+    duplicate_of: str | None = Field(default=None, description="A near-identical earlier submission.")
     sectors: list[str] = _json_list()
     sector_codes: list[str] = _json_list()
     needs: list[str] = _json_list()
@@ -120,6 +121,7 @@ class PitchPublic(PitchBase):
     owner: str
     status: str
     version: int
+    duplicate_of: str | None
     sectors: list[str]
     sector_codes: list[str]
     needs: list[str]
@@ -160,6 +162,7 @@ class Mandate(MandateBase, table=True):
     owner: str = Field(index=True)
     status: str = Field(default=EntityStatus.ACCEPTED, index=True)
     version: int = 1
+    duplicate_of: str | None = Field(default=None, description="A near-identical earlier submission.")
     sectors: list[str] = _json_list()
     sector_codes: list[str] = _json_list()
     stages: list[str] = _json_list()
@@ -174,6 +177,7 @@ class MandatePublic(MandateBase):
     owner: str
     status: str
     version: int
+    duplicate_of: str | None
     sectors: list[str]
     sector_codes: list[str]
     stages: list[str]
@@ -209,6 +213,7 @@ class Need(NeedBase, table=True):
     owner: str = Field(index=True)
     status: str = Field(default=EntityStatus.ACCEPTED, index=True)
     version: int = 1
+    duplicate_of: str | None = Field(default=None, description="A near-identical earlier submission.")
     target_sectors: list[str] = _json_list()
     sector_codes: list[str] = _json_list()
     resource_elements: list[dict[str, str]] = _json_list()
@@ -222,6 +227,7 @@ class NeedPublic(NeedBase):
     owner: str
     status: str
     version: int
+    duplicate_of: str | None
     target_sectors: list[str]
     sector_codes: list[str]
     resource_elements: list[dict[str, str]]
@@ -318,7 +324,33 @@ class EntityVector(SQLModel, table=True):
 class MatchStatus(StrEnum):
     PROPOSED = "proposed"
     SHORTLISTED = "shortlisted"
-    REJECTED = "rejected"
+    REJECTED = "rejected"  # by an organizer: wrong, or not relevant
+    DECLINED = "declined"  # by one of the two participants
+
+
+class Verdict(StrEnum):
+    SHORTLIST = "shortlist"
+    REJECT = "reject"
+    NOT_RELEVANT = "not_relevant"
+    DECLINE = "decline"
+
+
+# How much a negative verdict lowers the pair (and, scaled by similarity, similar pairs).
+VERDICT_PENALTY = {Verdict.REJECT: 0.6, Verdict.NOT_RELEVANT: 0.8, Verdict.DECLINE: 0.5}
+
+
+class MatchFeedback(SQLModel, table=True):
+    """A decision on a proposal; negative ones lower it and similar pairs in later rankings."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    match_id: str = Field(index=True)
+    subject_id: str = Field(index=True, description="The side whose future rankings this affects.")
+    counterpart_id: str
+    verdict: str
+    reason: str = ""
+    actor: str = Field(description="Owner of the key that decided.")
+    actor_role: str
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class Match(SQLModel, table=True):
@@ -339,12 +371,7 @@ class Match(SQLModel, table=True):
     score: float = Field(index=True)
     components: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     reasons: list[dict[str, Any]] = _json_list()
-    # One sentence per reader, about the other side, in the reader's language.
-    explanation_a: str = ""
-    explanation_b: str = ""
-
-    def explanation_for(self, reader_id: str) -> str:
-        return self.explanation_a if reader_id == self.a_id else self.explanation_b
+    terms: list[str] = _json_list(description="Terms the two texts share, for explanations.")
 
     status: str = Field(default=MatchStatus.PROPOSED, index=True)
     created_at: datetime = Field(default_factory=utcnow)

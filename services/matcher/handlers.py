@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, or_, select
 
-from services.matcher.scoring import Scored, Weights, explain, is_chinese, pair_kind, score_pair
+from services.matcher.ranking import Candidate, MatchPolicy, Ranker, lexical_similarity
+from services.matcher.scoring import Scored, explain, is_chinese, pair_kind
+from services.matcher.signals import activity_from_db, feedback_penalties
 from services.matcher.state import MatcherState
 from shared.db import already_handled, claim_event, transaction
 from shared.errors import PoisonMessageError
@@ -19,6 +21,7 @@ from shared.models import (
     EntityStatus,
     EntityVector,
     Match,
+    MatchStatus,
     entity_text,
     entity_title,
     get_entities,
@@ -29,23 +32,8 @@ from shared.outbox import enqueue
 
 log = logging.getLogger(__name__)
 CONSUMER = "matcher"
-
-
-@dataclass(frozen=True)
-class MatchPolicy:
-    top_k: int = 10
-    min_score: float = 0.12
-    weights: Weights = field(default_factory=Weights)
-    candidate_pool: int = 50  # dense and lexical candidates per kind, before scoring
-
-
-@dataclass
-class Candidate:
-    entity: Entity
-    vector_id: int
-    cosine: float
-    lexical: float
-    matched_terms: list[str]
+DUPLICATE_COSINE = 0.95
+DUPLICATE_LEXICAL = 0.9
 
 
 def handle_vector(
@@ -82,15 +70,20 @@ def handle_vector(
         if entity is None:
             return 0
         text = entity_text(entity)
-        proposals = _propose(session, entity, vector, text, state=state, policy=policy)
+        entity.duplicate_of = find_duplicate(state, entity, vector, text)
+        if entity.duplicate_of:
+            log.info("%s %s duplicates %s: not matched again", entity.kind, entity.id, entity.duplicate_of)
+        proposals = [] if entity.duplicate_of else _propose(session, entity, vector, text, state=state, policy=policy)
         matches = [_upsert_match(session, entity, candidate, scored) for candidate, scored in proposals]
+        if entity.version > 1:
+            _drop_stale_proposals(session, entity, keep={match.id for match in matches})
         for match, (candidate, scored) in zip(matches, proposals, strict=True):
             for side, other in ((entity, candidate.entity), (candidate.entity, entity)):
                 _enqueue_proposal(session, matches_topic, envelope, match, side, other, scored)
         entity.status = EntityStatus.MATCHED
         entity.updated_at = utcnow()
         session.add(entity)
-    state.add(data.kind, vector_id, entity.id, vector, text)
+    state.add(entity, vector_id, vector)
     return len(matches)
 
 
@@ -133,58 +126,45 @@ def _propose(
     state: MatcherState,
     policy: MatchPolicy,
 ) -> list[tuple[Candidate, Scored]]:
+    ranker = Ranker(
+        policy,
+        fetch_entities=partial(get_entities, session),
+        fetch_activity=partial(activity_from_db, session),
+        fetch_penalties=partial(feedback_penalties, session, state),
+    )
     proposals: list[tuple[Candidate, Scored]] = []
     for kind in ENTITY_KINDS:
-        if kind == entity.kind:
-            continue
-        index = state.kinds[kind]
-        dense_hits = dict(index.vectors.search(vector, policy.candidate_pool)[0])
-        lexical_hits = dict(index.lexical.search(text, policy.candidate_pool))
-        pool = set(dense_hits) | set(lexical_hits)
-        if not pool:
-            continue
-        # Scores for candidates found by only one retriever are filled in from the other.
-        missing_dense = [vid for vid in pool if vid not in dense_hits]
-        if missing_dense:
-            dense_hits.update(_cosines(session, vector, missing_dense))
-        lexical_raw = index.lexical.scores(text, pool)
-        self_score = index.lexical.self_score(text) or 1.0
-        wanted = [index.entity_of[vid] for vid in pool if vid in index.entity_of]
-        by_id = {e.id: e for e in get_entities(session, kind, wanted)}
-        scored: list[tuple[Candidate, Scored]] = []
-        for vid in pool:
-            counterpart = by_id.get(index.entity_of.get(vid, ""))
-            if counterpart is None or counterpart.owner == entity.owner:
-                continue
-            candidate = Candidate(
-                entity=counterpart,
-                vector_id=vid,
-                cosine=float(dense_hits.get(vid, 0.0)),
-                lexical=min(1.0, lexical_raw.get(vid, 0.0) / self_score) ** 0.5,
-                matched_terms=index.lexical.matched_terms(text, vid),
-            )
-            result = score_pair(
-                entity,
-                counterpart,
-                cosine=candidate.cosine,
-                lexical=candidate.lexical,
-                matched_terms=candidate.matched_terms,
-                weights=policy.weights,
-            )
-            if not result.gated and result.score >= policy.min_score:
-                scored.append((candidate, result))
-        scored.sort(key=lambda item: -item[1].score)
-        proposals.extend(scored[: policy.top_k])
+        if kind != entity.kind:
+            proposals.extend(ranker.rank(entity, vector, text, state.kinds[kind]))
     return proposals
 
 
-def _cosines(session: Session, vector: np.ndarray, vector_ids: list[int]) -> dict[int, float]:
-    rows = session.exec(select(EntityVector).where(col(EntityVector.id).in_(vector_ids))).all()
-    return {
-        row.id: float(np.dot(vector, np.frombuffer(row.vector, dtype=np.float32)))
-        for row in rows
-        if row.id is not None and row.dim == vector.shape[0]
-    }
+def find_duplicate(state: MatcherState, entity: Entity, vector: np.ndarray, text: str) -> str | None:
+    """An earlier entity of the same kind and owner-independent content that this one repeats.
+
+    Both signals must agree: near-identical wording (BM25 against itself) and meaning
+    (cosine), so two different Chinese texts that the English-only model confuses are not
+    flagged.
+    """
+    index = state.kinds[entity.kind]
+    hits = [(vid, cos) for vid, cos in index.vectors.search(vector, 5)[0] if cos >= DUPLICATE_COSINE]
+    if not hits:
+        return None
+    lexical = lexical_similarity(index, text, [vid for vid, _ in hits])
+    for vid, _ in hits:
+        other = index.entity_of.get(vid)
+        if other and other != entity.id and lexical.get(vid, 0.0) >= DUPLICATE_LEXICAL:
+            return other
+    return None
+
+
+def _drop_stale_proposals(session: Session, entity: Entity, *, keep: set[str]) -> None:
+    """After an update, proposals the new version no longer earns go (decided ones stay)."""
+    for match in session.exec(
+        select(Match).where(or_(Match.a_id == entity.id, Match.b_id == entity.id), Match.status == MatchStatus.PROPOSED)
+    ).all():
+        if match.id not in keep:
+            session.delete(match)
 
 
 def _upsert_match(session: Session, entity: Entity, candidate: Candidate, scored: Scored) -> Match:
@@ -205,8 +185,7 @@ def _upsert_match(session: Session, entity: Entity, candidate: Candidate, scored
     match.score = scored.score
     match.components = scored.components
     match.reasons = [reason.model_dump() for reason in scored.reasons]
-    match.explanation_a = _explanation(scored, reader=a, other=b)
-    match.explanation_b = _explanation(scored, reader=b, other=a)
+    match.terms = scored.matched_terms[:10]
     match.updated_at = utcnow()
     session.add(match)
     session.flush()
@@ -233,7 +212,7 @@ def _enqueue_proposal(
         score=scored.score,
         components=scored.components,
         reasons=scored.reasons,
-        explanation=match.explanation_for(side.id),
+        explanation=_explanation(scored, reader=side, other=other),
     )
     event_id = derived_event_id(cause.id, f"match.proposed:{match.id}:{side.id}")
     enqueue(session, topic, Envelope.wrap("match.proposed", side.id, data, event_id=event_id))

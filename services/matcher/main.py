@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from functools import partial
 
-from services.matcher.handlers import MatchPolicy, handle_vector
+from services.matcher.handlers import handle_vector
+from services.matcher.ranking import MatchPolicy
 from services.matcher.scoring import Weights
 from services.matcher.state import MatcherState
 from services.runtime import connect_bus, heartbeat, make_consumer, report_status, setup_logging, stop_on_signals

@@ -1,23 +1,32 @@
-"""The first scoring: dense + lexical (Chinese-capable) + structured fit, with reasons.
+"""Scoring one pair: dense + lexical (Chinese-capable) + structured fit + activity, with reasons.
 
-score = (w_dense·r·dense + w_lexical·lexical + w_structured·structured) / (w_dense·r + w_lexical + w_structured)
+score = (w_dense·r·dense + w_lexical·lexical + w_structured·structured + w_activity·activity)
+        / (w_dense·r + w_lexical + w_structured + w_activity)
 
 * dense      — cosine of normalised embeddings, rescaled so unrelated texts sit near 0;
 * r          — how far dense similarity can be trusted for this pair's language: the default
                model is English-only, so a pair with Chinese text gets `dense_cjk_reliability`;
 * lexical    — BM25 of the subject's text against the counterpart, divided by the score the
                subject would get against itself (jieba segmentation, traditional → simplified);
-* structured — average of the structured rules that apply to the pair kind (sector codes,
-               stage, ticket vs ask, region and 返投, needs vs offerings). A failed hard gate
+* structured — weighted average of the rules that apply to the pair kind (sector codes, stage,
+               ticket vs ask, region and 返投, risk appetite, the need's missing chain link,
+               needs vs offerings, resource element × technology). A failed hard gate
                (declared exclusion, stage outside the mandate, ask far outside the ticket)
-               removes the pair.
+               removes the pair;
+* activity   — for funds and regions: how much they did on the platform recently (a prior,
+               weighted lightly: an active fund is not a fitting fund).
+
+Every rule leaves a reason with its contribution and an English and a Chinese sentence.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+from embeddings import tokenize
 from shared.events import ReasonData
 from shared.models import Entity, Mandate, Need, Pitch, entity_text
 from shared.regions import region_covers
@@ -40,13 +49,58 @@ NEED_TO_OFFERINGS = {
     "market": {"scenario"},
 }
 
+# DOMAIN.md: how each resource element becomes value for a technology.
+ELEMENT_VALUE = {
+    "environment": ("environment becomes an input", "环境资源化"),
+    "location": ("location becomes a hub", "区位枢纽化"),
+    "people": ("skilled people attract the technology", "人力价值化"),
+    "technology_base": ("local know-how becomes a platform", "技术平台化"),
+    "industry_base": ("an existing chain links to a new one", "产业链条化"),
+}
+TRANSFER_MODE = {
+    "migration": ("technology migration", "技术迁移"),
+    "translation": ("technology translation", "技术平移"),
+    "leap": ("technology leap", "技术跃升"),
+}
+EARLY_STAGES = {"seed", "angel", "pre_a"}
+
+# Structured rules differ in how much they say about fit; the average is weighted.
+RULE_WEIGHTS = {
+    "sector_overlap": 2.0,
+    "chain_link": 2.0,
+    "element_fit": 1.0,
+    "needs_offerings": 1.0,
+    "ticket_fit": 1.0,
+    "region": 1.0,
+    "reinvestment": 1.0,
+    "risk_appetite": 0.5,
+    "co_investment": 0.5,
+}
+
 
 @dataclass(frozen=True)
 class Weights:
     dense: float = 0.35
     lexical: float = 0.40
     structured: float = 0.25
+    activity: float = 0.0
     dense_cjk_reliability: float = 0.25
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What a fund or region did on the platform: deals/landings recorded, and how recently."""
+
+    deals: int = 0
+    last_deal_days_ago: int | None = None
+
+    def prior(self) -> float:
+        """In [0,1]: grows with the log of deals, decays with a one-year half-life."""
+        if self.deals <= 0:
+            return 0.0
+        volume = min(1.0, math.log1p(self.deals) / math.log1p(50))
+        recency = 0.5 ** ((self.last_deal_days_ago or 0) / 365)
+        return volume * recency
 
 
 @dataclass
@@ -73,40 +127,60 @@ def pair_kind(kind_a: str, kind_b: str) -> str:
     return f"{first}-{second}"
 
 
+@lru_cache(maxsize=8192)
+def _tokens(text: str) -> frozenset[str]:
+    return frozenset(tokenize(text))
+
+
+def _overlap(phrase: str, text: str) -> tuple[float, list[str]]:
+    """Share of the phrase's tokens found in the text, and which (longest first)."""
+    wanted = _tokens(phrase)
+    if not wanted:
+        return 0.0, []
+    found = sorted(wanted & _tokens(text), key=lambda token: -len(token))
+    return len(found) / len(wanted), found
+
+
 class _Rules:
-    """Collects structured rule outcomes: each a score in [0,1] and a reason."""
+    """Collects structured rule outcomes: each a score in [0,1] and a bilingual reason."""
 
     def __init__(self) -> None:
-        self.scores: list[float] = []
+        self.scores: list[tuple[float, float]] = []  # (value, rule weight)
         self.reasons: list[ReasonData] = []
         self.gated = False
 
-    def soft(self, rule: str, value: float, detail: str) -> None:
-        self.scores.append(value)
-        self.reasons.append(ReasonData(rule=rule, passed=value >= 0.5, contribution=round(value, 3), detail=detail))
+    def soft(self, rule: str, value: float, detail: str, detail_zh: str) -> None:
+        self.scores.append((value, RULE_WEIGHTS.get(rule, 1.0)))
+        self.reasons.append(
+            ReasonData(rule=rule, passed=value >= 0.5, contribution=round(value, 3), detail=detail, detail_zh=detail_zh)
+        )
 
-    def gate(self, rule: str, passed: bool, detail: str) -> None:
+    def gate(self, rule: str, passed: bool, detail: str, detail_zh: str) -> None:
         if not passed:
             self.gated = True
-        self.reasons.append(ReasonData(rule=rule, passed=passed, contribution=0.0, detail=detail))
+        self.reasons.append(ReasonData(rule=rule, passed=passed, contribution=0.0, detail=detail, detail_zh=detail_zh))
 
     @property
     def value(self) -> float:
-        return sum(self.scores) / len(self.scores) if self.scores else 0.0
+        total = sum(weight for _, weight in self.scores)
+        return sum(value * weight for value, weight in self.scores) / total if total else 0.0
 
 
 def _sector_rule(rules: _Rules, a: Entity, b: Entity) -> None:
     codes_a, codes_b = set(a.sector_codes), set(b.sector_codes)
     if not codes_a or not codes_b:
-        rules.soft("sector_overlap", 0.0, "sectors not recognised in the taxonomy")
+        rules.soft("sector_overlap", 0.0, "sectors not recognised in the taxonomy", "行业未能识别")
         return
-    common = codes_a & codes_b
+    common = sorted(codes_a & codes_b)
     taxonomy = load_taxonomy()
-    labels = ", ".join(taxonomy.sectors[code].zh + "/" + taxonomy.sectors[code].en for code in sorted(common))
+    if not common:
+        rules.soft("sector_overlap", 0.0, "no sector in common", "无共同行业")
+        return
     rules.soft(
         "sector_overlap",
         len(common) / min(len(codes_a), len(codes_b)),
-        f"sectors in common: {labels}" if common else "no sector in common",
+        "sectors in common: " + ", ".join(taxonomy.sectors[code].en for code in common),
+        "共同行业：" + "、".join(taxonomy.sectors[code].zh for code in common),
     )
 
 
@@ -123,54 +197,116 @@ def _excluded_by(mandate: Mandate, pitch: Pitch) -> str | None:
     return None
 
 
+def _money(amount: float, currency: str) -> str:
+    return f"{amount:,.0f} {currency}"
+
+
 def _pitch_mandate(rules: _Rules, pitch: Pitch, mandate: Mandate) -> None:
     _sector_rule(rules, pitch, mandate)
+    stage_ok = pitch.stage in mandate.stages
     rules.gate(
         "stage",
-        pitch.stage in mandate.stages,
-        f"stage {pitch.stage} {'is' if pitch.stage in mandate.stages else 'is not'} in the mandate's stages "
-        f"({', '.join(mandate.stages)})",
+        stage_ok,
+        f"stage {pitch.stage} {'is' if stage_ok else 'is not'} among the fund's stages ({', '.join(mandate.stages)})",
+        f"项目阶段 {pitch.stage} {'符合' if stage_ok else '不在'}基金投资阶段（{'、'.join(mandate.stages)}）",
     )
     ask = pitch.funding_ask * TO_CNY.get(pitch.currency, 1.0)
     low = mandate.ticket_min * TO_CNY.get(mandate.currency, 1.0)
     high = mandate.ticket_max * TO_CNY.get(mandate.currency, 1.0)
-    within = low <= ask <= high
+    ticket = f"{_money(mandate.ticket_min, mandate.currency)}–{_money(mandate.ticket_max, mandate.currency)}"
+    asked = _money(pitch.funding_ask, pitch.currency)
     # A fund often takes part of a round: an ask up to 3× the max ticket is a syndicate, not a miss.
-    rules.gate(
-        "ticket_size",
-        low / 3 <= ask <= high * 3,
-        f"ask {pitch.funding_ask:,.0f} {pitch.currency} vs ticket {mandate.ticket_min:,.0f}–"
-        f"{mandate.ticket_max:,.0f} {mandate.currency}",
-    )
-    rules.soft(
-        "ticket_fit",
-        1.0 if within else 0.4,
-        "ask within the ticket range" if within else "ask outside the ticket range, syndication needed",
-    )
+    near = low / 3 <= ask <= high * 3
+    rules.gate("ticket_size", near, f"ask {asked} vs ticket {ticket}", f"融资需求 {asked}，基金单笔 {ticket}")
+    if near:
+        within = low <= ask <= high
+        rules.soft(
+            "ticket_fit",
+            1.0 if within else 0.4,
+            "ask within the ticket range" if within else "ask outside the ticket range: needs a syndicate",
+            "融资额在单笔投资范围内" if within else "融资额超出单笔范围，需要联合投资",
+        )
     excluded = _excluded_by(mandate, pitch)
     rules.gate(
         "exclusions",
         excluded is None,
-        f"matches declared exclusion '{excluded}'" if excluded else "no declared exclusion applies",
+        f"falls under the declared exclusion '{excluded}'" if excluded else "no declared exclusion applies",
+        f"属于基金明确排除的「{excluded}」" if excluded else "不涉及基金的排除领域",
     )
     if mandate.regions:
         inside = any(region_covers(region, pitch.region) for region in mandate.regions)
         rules.soft(
-            "region", 1.0 if inside else 0.0, f"{pitch.region} {'is' if inside else 'is not'} in the fund's regions"
+            "region",
+            1.0 if inside else 0.0,
+            f"{pitch.region} {'is' if inside else 'is not'} in the fund's regions",
+            f"{pitch.region}{'在' if inside else '不在'}基金投资地域内",
         )
     if mandate.reinvestment_region:
         inside = region_covers(mandate.reinvestment_region, pitch.region)
-        detail = (
+        relocation = mandate.relocation_required and not inside
+        rules.soft(
+            "reinvestment",
+            1.0 if inside else 0.3,
             f"project is in the 返投 region {mandate.reinvestment_region}"
             if inside
-            else f"fund requires 返投 in {mandate.reinvestment_region}"
-            + ("; relocation of the registered address is a condition" if mandate.relocation_required else "")
+            else f"fund requires reinvestment (返投) in {mandate.reinvestment_region}"
+            + ("; moving the registered address is a condition" if relocation else ""),
+            f"项目位于返投地域{mandate.reinvestment_region}"
+            if inside
+            else f"基金要求返投{mandate.reinvestment_region}" + ("，且以迁移注册地为条件" if relocation else ""),
         )
-        rules.soft("reinvestment", 1.0 if inside else 0.3, detail)
+    if pitch.stage in EARLY_STAGES:
+        appetite = {"high": 1.0, "medium": 0.6, "low": 0.2}.get(mandate.loss_tolerance, 0.6)
+        tolerance_zh = {"high": "高（耐心资本）", "medium": "中", "low": "低"}.get(mandate.loss_tolerance, "中")
+        rules.soft(
+            "risk_appetite",
+            appetite,
+            f"early-stage project; fund's loss tolerance is {mandate.loss_tolerance}",
+            f"早期项目；基金风险容忍度{tolerance_zh}",
+        )
+
+
+def _chain_link_rule(rules: _Rules, pitch: Pitch, need: Need) -> None:
+    """Does the project make what the region's chain is missing?"""
+    if not need.missing_link:
+        return
+    share, found = _overlap(need.missing_link, entity_text(pitch))
+    rules.soft(
+        "chain_link",
+        min(1.0, share * 1.5),
+        f"the project supplies the missing link '{need.missing_link}' ({', '.join(found[:4])})"
+        if share >= 0.34
+        else f"the missing link '{need.missing_link}' is not what the project makes",
+        f"项目补上缺失环节「{need.missing_link}」（{'、'.join(found[:4])}）"
+        if share >= 0.34
+        else f"项目与缺失环节「{need.missing_link}」关联弱",
+    )
+
+
+def _element_rule(rules: _Rules, pitch: Pitch, need: Need) -> None:
+    """DOMAIN.md's element × technology model: which local element gives the technology value."""
+    best: tuple[float, dict[str, str], list[str]] | None = None
+    for element in need.resource_elements:
+        share, found = _overlap(element.get("description", ""), entity_text(pitch))
+        if best is None or share > best[0]:
+            best = (share, element, found)
+    if best is None or best[0] == 0:
+        return
+    share, element, found = best
+    en, zh = ELEMENT_VALUE.get(element.get("type", ""), ("a local element", "要素"))
+    mode = TRANSFER_MODE.get(pitch.technology_transfer or "")
+    rules.soft(
+        "element_fit",
+        min(1.0, share * 2),
+        f"{zh} ({en}): '{element.get('description', '')}' fits the technology" + (f" by {mode[0]}" if mode else ""),
+        f"{zh}：「{element.get('description', '')}」与项目技术契合" + (f"（{mode[1]}）" if mode else ""),
+    )
 
 
 def _pitch_need(rules: _Rules, pitch: Pitch, need: Need) -> None:
     _sector_rule(rules, pitch, need)
+    _chain_link_rule(rules, pitch, need)
+    _element_rule(rules, pitch, need)
     wanted = set(pitch.needs)
     offered = set(need.offerings)
     satisfied = sorted(n for n in wanted if NEED_TO_OFFERINGS.get(n, set()) & offered)
@@ -178,17 +314,19 @@ def _pitch_need(rules: _Rules, pitch: Pitch, need: Need) -> None:
         rules.soft(
             "needs_offerings",
             len(satisfied) / len(wanted),
-            f"region offers what the project needs: {', '.join(satisfied)}"
+            "the region offers what the project needs: " + ", ".join(satisfied)
             if satisfied
-            else "region offers none of the project's needs",
+            else "the region offers none of the project's needs",
+            "地方可提供项目所需：" + "、".join(satisfied) if satisfied else "地方供给与项目需求不符",
         )
-    same_region = region_covers(need.region, pitch.region)
+    local = region_covers(need.region, pitch.region)
     rules.soft(
         "region",
-        1.0 if same_region else 0.5,
-        "project is already in the region (local chain link)"
-        if same_region
-        else "project would move or expand into the region (技术迁移)",
+        1.0 if local else 0.5,
+        "the project is already in the region (a local chain link)"
+        if local
+        else "the project would move or expand into the region (technology migration)",
+        "项目已在本地，可就地补链" if local else "项目需迁入或在当地设立分支（技术迁移）",
     )
 
 
@@ -197,10 +335,13 @@ def _mandate_need(rules: _Rules, mandate: Mandate, need: Need) -> None:
     scopes = [*mandate.regions, *([mandate.reinvestment_region] if mandate.reinvestment_region else [])]
     covered = not scopes or any(region_covers(scope, need.region) for scope in scopes)
     rules.soft(
-        "region", 1.0 if covered else 0.2, f"fund {'invests' if covered else 'does not invest'} in {need.region}"
+        "region",
+        1.0 if covered else 0.2,
+        f"the fund {'invests' if covered else 'does not invest'} in {need.region}",
+        f"基金{'覆盖' if covered else '不覆盖'}{need.region}",
     )
     if "co_investment" in need.offerings:
-        rules.soft("co_investment", 1.0, "region offers co-investment by its own fund")
+        rules.soft("co_investment", 1.0, "the region co-invests through its own fund", "地方基金可跟投")
 
 
 def structured_fit(a: Entity, b: Entity) -> _Rules:
@@ -225,61 +366,88 @@ def score_pair(
     lexical: float,
     matched_terms: list[str],
     weights: Weights,
+    activity: Activity | None = None,
 ) -> Scored:
-    """Combine the three signals for one pair; `lexical` is already normalised to [0,1]."""
+    """Combine the signals for one pair; `lexical` is already normalised to [0,1]."""
     chinese = is_chinese(entity_text(subject)) or is_chinese(entity_text(counterpart))
     reliability = weights.dense_cjk_reliability if chinese else 1.0
     dense = rescale_dense(cosine)
     rules = structured_fit(subject, counterpart)
     structured = rules.value
+    prior = activity.prior() if activity is not None else 0.0
     w_dense = weights.dense * reliability
-    total_weight = w_dense + weights.lexical + weights.structured
-    score = (w_dense * dense + weights.lexical * lexical + weights.structured * structured) / total_weight
+    w_activity = weights.activity if activity is not None else 0.0
+    total = w_dense + weights.lexical + weights.structured + w_activity
+    score = (w_dense * dense + weights.lexical * lexical + weights.structured * structured + w_activity * prior) / total
+    terms = matched_terms[:8]
     reasons = [
         ReasonData(
             rule="dense_similarity",
             passed=dense >= 0.5,
-            contribution=round(w_dense * dense / total_weight, 4),
+            contribution=round(w_dense * dense / total, 4),
             detail=f"embedding cosine {cosine:.2f}"
-            + (" (down-weighted: Chinese text, English-only model)" if chinese else ""),
+            + (" (down-weighted: Chinese text, English-only model)" if chinese and reliability < 1 else ""),
+            detail_zh=f"语义向量相似度 {cosine:.2f}" + ("（中文文本，已降权）" if chinese and reliability < 1 else ""),
         ),
         ReasonData(
             rule="lexical_similarity",
             passed=lexical >= 0.2,
-            contribution=round(weights.lexical * lexical / total_weight, 4),
-            detail="shared terms: " + "、".join(matched_terms[:8]) if matched_terms else "no shared terms",
+            contribution=round(weights.lexical * lexical / total, 4),
+            detail="shared terms: " + ", ".join(terms) if terms else "no shared terms",
+            detail_zh="共同关键词：" + "、".join(terms) if terms else "无共同关键词",
         ),
         ReasonData(
             rule="structured_fit",
             passed=structured >= 0.5,
-            contribution=round(weights.structured * structured / total_weight, 4),
+            contribution=round(weights.structured * structured / total, 4),
             detail=f"{sum(r.passed for r in rules.reasons)}/{len(rules.reasons)} rules passed",
+            detail_zh=f"结构化规则通过 {sum(r.passed for r in rules.reasons)}/{len(rules.reasons)} 项",
         ),
-        *rules.reasons,
     ]
+    if activity is not None and w_activity:
+        reasons.append(
+            ReasonData(
+                rule="activity",
+                passed=prior >= 0.3,
+                contribution=round(w_activity * prior / total, 4),
+                detail=f"{activity.deals} deals recorded on the platform",
+                detail_zh=f"平台记录成交 {activity.deals} 笔",
+            )
+        )
+    reasons.extend(rules.reasons)
+    components = {"dense": round(dense, 4), "lexical": round(lexical, 4), "structured": round(structured, 4)}
+    if activity is not None:
+        components["activity"] = round(prior, 4)
     return Scored(
         score=0.0 if rules.gated else round(score, 4),
-        components={"dense": round(dense, 4), "lexical": round(lexical, 4), "structured": round(structured, 4)},
+        components=components,
         reasons=reasons,
         gated=rules.gated,
         matched_terms=matched_terms,
     )
 
 
+SIGNAL_RULES = {"dense_similarity", "lexical_similarity", "structured_fit", "activity"}
+
+
 def explain(scored: Scored, counterpart_title: str, *, chinese: bool) -> str:
-    """One readable sentence in the reader's language."""
-    passed = [r for r in scored.reasons[3:] if r.passed]
-    terms = "、".join(scored.matched_terms[:5])
+    """One readable sentence in the reader's language: the score, shared terms, top rules."""
+    return explain_reasons(scored.score, scored.reasons, scored.matched_terms, counterpart_title, chinese=chinese)
+
+
+def explain_reasons(
+    score: float, reasons: list[ReasonData], matched_terms: list[str], counterpart_title: str, *, chinese: bool
+) -> str:
+    passed = [r for r in reasons if r.passed and r.rule not in SIGNAL_RULES]
+    terms = matched_terms[:5]
     if chinese:
-        parts = [f"与「{counterpart_title}」匹配度 {scored.score:.2f}"]
+        parts = [f"与「{counterpart_title}」匹配度 {score:.2f}"]
         if terms:
-            parts.append(f"共同关键词：{terms}")
-        if passed:
-            parts.append("；".join(r.detail for r in passed[:3]))
-        return "，".join(parts) + "。"
-    parts = [f"Fits '{counterpart_title}' with score {scored.score:.2f}"]
+            parts.append("共同关键词：" + "、".join(terms))
+        parts.extend(r.detail_zh or r.detail for r in passed[:3])
+        return "；".join(parts) + "。"
+    parts = [f"Fits '{counterpart_title}' with score {score:.2f}"]
     if terms:
-        parts.append(f"shared terms: {terms}")
-    if passed:
-        parts.append("; ".join(r.detail for r in passed[:3]))
-    return ", ".join(parts) + "."
+        parts.append("shared terms: " + ", ".join(terms))
+    parts.extend(r.detail for r in passed[:3])
+    return "; ".join(parts) + "."

@@ -28,10 +28,32 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class KindIndex:
+    """One entity kind's retrieval structures, all keyed by FAISS id."""
+
     kind: str
     vectors: VectorIndex
     lexical: BM25Index = field(default_factory=BM25Index)
     entity_of: dict[int, str] = field(default_factory=dict)  # FAISS id → entity id
+    by_sector: dict[str, set[int]] = field(default_factory=dict)  # taxonomy code → FAISS ids
+    _codes_of: dict[int, tuple[str, ...]] = field(default_factory=dict)
+
+    def add_metadata(self, vector_id: int, entity: Entity) -> None:
+        """Everything but the vector: text for BM25, the entity id, its sector codes."""
+        self.lexical.add(vector_id, entity_text(entity))
+        self.entity_of[vector_id] = entity.id
+        for code in self._codes_of.pop(vector_id, ()):
+            self.by_sector.get(code, set()).discard(vector_id)
+        self._codes_of[vector_id] = tuple(entity.sector_codes)
+        for code in entity.sector_codes:
+            self.by_sector.setdefault(code, set()).add(vector_id)
+
+    def sharing_sectors(self, codes: list[str], limit: int) -> list[int]:
+        """Ids sharing a sector code with `codes`, most codes in common first."""
+        counts: dict[int, int] = {}
+        for code in codes:
+            for vector_id in self.by_sector.get(code, ()):
+                counts[vector_id] = counts.get(vector_id, 0) + 1
+        return sorted(counts, key=lambda vector_id: (-counts[vector_id], vector_id))[:limit]
 
 
 class MatcherState:
@@ -46,12 +68,11 @@ class MatcherState:
     def sizes(self) -> dict[str, int]:
         return {kind: len(index.vectors) for kind, index in self.kinds.items()}
 
-    def add(self, kind: str, vector_id: int, entity_id: str, vector: np.ndarray, text: str) -> None:
-        index = self.kinds[kind]
+    def add(self, entity: Entity, vector_id: int, vector: np.ndarray) -> None:
+        index = self.kinds[entity.kind]
         with self._lock:
             index.vectors.add([vector_id], vector.reshape(1, -1))
-            index.lexical.add(vector_id, text)
-            index.entity_of[vector_id] = entity_id
+            index.add_metadata(vector_id, entity)
             self._adds_since_snapshot += 1
             due = self._adds_since_snapshot >= self.snapshot_every
         if due:
@@ -92,10 +113,8 @@ class MatcherState:
                     )
                     how[kind] = "database"
                 for vector_row, row in rows:
-                    entity = cast(Entity, row)
                     assert vector_row.id is not None
-                    index.lexical.add(vector_row.id, entity_text(entity))
-                    index.entity_of[vector_row.id] = entity.id
+                    index.add_metadata(vector_row.id, cast(Entity, row))
                 self.kinds[kind] = index
         log.info("indices rebuilt: %s sizes %s", how, self.sizes())
         return how

@@ -4,13 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlmodel import col, or_, select
 
-from services.api.deps import CallerDep, SessionDep, is_staff
-from shared.events import ENTITY_KINDS, EntityKind
-from shared.models import Entity, Mandate, Match, entity_sectors, entity_title, get_entity
+from services.api.deps import CallerDep, SessionDep, SettingsDep, is_staff
+from services.matcher.scoring import explain_reasons, is_chinese
+from shared.events import ENTITY_KINDS, EntityKind, Envelope, FeedbackData, ReasonData, Topic
+from shared.models import (
+    VERDICT_PENALTY,
+    Entity,
+    Mandate,
+    Match,
+    MatchFeedback,
+    MatchStatus,
+    Verdict,
+    entity_sectors,
+    entity_text,
+    entity_title,
+    get_entity,
+    utcnow,
+)
+from shared.outbox import enqueue
 
 router = APIRouter(prefix="/v1", tags=["matches"])
 
@@ -45,7 +60,7 @@ def _find_subject(session: Any, subject: str) -> Entity | None:
     return None
 
 
-def _counterpart(entity: Entity) -> Counterpart:
+def counterpart_of(entity: Entity) -> Counterpart:
     region = ", ".join(entity.regions) if isinstance(entity, Mandate) else entity.region
     return Counterpart(
         kind=entity.kind,
@@ -58,8 +73,34 @@ def _counterpart(entity: Entity) -> Counterpart:
     )
 
 
+def reader_language(request: Request, reader: Entity) -> bool:
+    """Chinese or not: `Accept-Language` decides, else the language the reader wrote in."""
+    accept = request.headers.get("accept-language", "").lower()
+    if accept.startswith("zh"):
+        return True
+    if accept.startswith("en"):
+        return False
+    return is_chinese(entity_text(reader))
+
+
+def public_match(match: Match, subject: Entity, other: Entity, rank: int, *, chinese: bool) -> MatchPublic:
+    reasons = [ReasonData.model_validate(reason) for reason in match.reasons]
+    return MatchPublic(
+        match_id=match.id,
+        pair_kind=match.pair_kind,
+        rank=rank,
+        score=match.score,
+        status=match.status,
+        components=match.components,
+        reasons=match.reasons,
+        explanation=explain_reasons(match.score, reasons, match.terms, entity_title(other), chinese=chinese),
+        counterpart=counterpart_of(other),
+    )
+
+
 @router.get("/matches", response_model=list[MatchPublic], summary="Ranked counterparts of an entity")
 def list_matches(
+    request: Request,
     session: SessionDep,
     caller: CallerDep,
     subject: Annotated[str, Query(description="id of a pitch, mandate or need")],
@@ -73,23 +114,87 @@ def list_matches(
     if kind is not None:
         query = query.where(or_(Match.a_kind == kind, Match.b_kind == kind))
     rows = session.exec(query.order_by(col(Match.score).desc()).limit(limit)).all()
+    chinese = reader_language(request, entity)
     results: list[MatchPublic] = []
     for match in rows:
         other_kind, other_id = (match.b_kind, match.b_id) if match.a_id == subject else (match.a_kind, match.a_id)
         other = get_entity(session, other_kind, other_id)
-        if other is None:
-            continue
-        results.append(
-            MatchPublic(
+        if other is not None:
+            results.append(public_match(match, entity, other, len(results) + 1, chinese=chinese))
+    return results
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Verdict = Field(description="organizers: shortlist | reject | not_relevant; participants: decline")
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] = ""
+
+
+ORGANIZER_VERDICTS = {Verdict.SHORTLIST, Verdict.REJECT, Verdict.NOT_RELEVANT}
+STATUS_AFTER = {
+    Verdict.SHORTLIST: MatchStatus.SHORTLISTED,
+    Verdict.REJECT: MatchStatus.REJECTED,
+    Verdict.NOT_RELEVANT: MatchStatus.REJECTED,
+    Verdict.DECLINE: MatchStatus.DECLINED,
+}
+
+
+@router.post("/matches/{match_id}/feedback", response_model=MatchPublic, summary="Decide on a proposal")
+def give_feedback(
+    match_id: str, body: FeedbackIn, request: Request, session: SessionDep, settings: SettingsDep, caller: CallerDep
+) -> MatchPublic:
+    """Organizers shortlist, reject or mark "not relevant"; a participant declines a proposal
+    involving it. Negative verdicts lower this pair and similar ones in future rankings."""
+    match = session.get(Match, match_id)
+    own_sides = (
+        []
+        if match is None
+        else [i for i, o in ((match.a_id, match.a_owner), (match.b_id, match.b_owner)) if o == caller.owner]
+    )
+    if match is None or not (is_staff(caller) or own_sides):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"match {match_id} not found / 未找到")
+    if is_staff(caller) != (body.verdict in ORGANIZER_VERDICTS):
+        allowed = "shortlist, reject, not_relevant" if is_staff(caller) else "decline"
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"your role may give: {allowed} / 无权作出该决定")
+    affected = [match.a_id, match.b_id] if is_staff(caller) else own_sides
+    for subject_id in affected:
+        counterpart_id = match.b_id if subject_id == match.a_id else match.a_id
+        session.add(
+            MatchFeedback(
                 match_id=match.id,
-                pair_kind=match.pair_kind,
-                rank=len(results) + 1,
-                score=match.score,
-                status=match.status,
-                components=match.components,
-                reasons=match.reasons,
-                explanation=match.explanation_for(subject),
-                counterpart=_counterpart(other),
+                subject_id=subject_id,
+                counterpart_id=counterpart_id,
+                verdict=body.verdict,
+                reason=body.reason,
+                actor=caller.owner,
+                actor_role=caller.role,
             )
         )
-    return results
+    match.status = STATUS_AFTER[body.verdict]
+    match.score = round(match.score * (1 - VERDICT_PENALTY.get(body.verdict, 0.0)), 4)
+    match.updated_at = utcnow()
+    session.add(match)
+    enqueue(
+        session,
+        settings.topic(Topic.FEEDBACK),
+        Envelope.wrap(
+            "match.feedback",
+            match.id,
+            FeedbackData(
+                match_id=match.id,
+                verdict=body.verdict.value,
+                reason=body.reason,
+                actor=caller.owner,
+                actor_role=caller.role,
+                affected_subjects=affected,
+            ),
+        ),
+    )
+    session.commit()
+    reader_id = own_sides[0] if own_sides else match.a_id
+    reader = get_entity(session, match.a_kind if reader_id == match.a_id else match.b_kind, reader_id)
+    other_id, other_kind = (match.b_id, match.b_kind) if reader_id == match.a_id else (match.a_id, match.a_kind)
+    other = get_entity(session, other_kind, other_id)
+    assert reader is not None and other is not None
+    return public_match(match, reader, other, 1, chinese=reader_language(request, reader))

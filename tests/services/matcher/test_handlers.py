@@ -9,7 +9,8 @@ from sqlmodel import Session, select
 
 from embeddings import HashingEncoder
 from services.api.intake import create_entity
-from services.matcher.handlers import MatchPolicy, handle_vector
+from services.matcher.handlers import handle_vector
+from services.matcher.ranking import MatchPolicy
 from services.matcher.state import MatcherState
 from shared.errors import PoisonMessageError
 from shared.events import Envelope, MatchData, VectorData

@@ -1,0 +1,143 @@
+"""Candidate retrieval and ranking for one subject against one counterpart kind.
+
+Three retrievers feed the pool, because no single one is enough here: dense (FAISS) finds
+paraphrases in English, lexical (BM25 over jieba tokens) finds Chinese and shared terms,
+and sector codes from the bilingual taxonomy bridge languages (an English pitch and a
+Chinese mandate in one sector share no words and, with an English-only model, no meaning).
+The matcher service and `salon bench matching` both rank through this class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from services.matcher.scoring import Activity, Scored, Weights, score_pair
+from services.matcher.state import KindIndex
+from shared.events import ReasonData
+from shared.models import Entity
+
+EntityFetcher = Callable[[str, list[str]], list[Entity]]
+ActivityFetcher = Callable[[list[Entity]], dict[str, Activity]]
+PenaltyFetcher = Callable[[Entity, list["Candidate"]], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class MatchPolicy:
+    top_k: int = 10
+    min_score: float = 0.12
+    weights: Weights = field(default_factory=Weights)
+    candidate_pool: int = 50  # per retriever, before scoring
+
+
+@dataclass
+class Candidate:
+    entity: Entity
+    vector_id: int
+    cosine: float
+    lexical: float
+    matched_terms: list[str]
+
+
+def lexical_similarity(index: KindIndex, text: str, vector_ids: Iterable[int]) -> dict[int, float]:
+    """BM25 normalised by the query's self-score; the square root spreads the low end."""
+    raw = index.lexical.scores(text, vector_ids)
+    self_score = index.lexical.self_score(text) or 1.0
+    return {vid: min(1.0, score / self_score) ** 0.5 for vid, score in raw.items()}
+
+
+def cosine_similarity(index: KindIndex, vector: np.ndarray, vector_ids: Iterable[int]) -> dict[int, float]:
+    return {vid: float(np.dot(vector, index.vectors.reconstruct(vid))) for vid in vector_ids}
+
+
+class Ranker:
+    def __init__(
+        self,
+        policy: MatchPolicy,
+        *,
+        fetch_entities: EntityFetcher,
+        fetch_activity: ActivityFetcher | None = None,
+        fetch_penalties: PenaltyFetcher | None = None,
+    ) -> None:
+        self.policy = policy
+        self._fetch_entities = fetch_entities
+        self._fetch_activity = fetch_activity
+        self._fetch_penalties = fetch_penalties
+
+    def candidates(self, subject: Entity, vector: np.ndarray, text: str, index: KindIndex) -> list[Candidate]:
+        pool_size = self.policy.candidate_pool
+        dense = dict(index.vectors.search(vector, pool_size)[0])
+        pool = set(dense)
+        pool.update(vid for vid, _ in index.lexical.search(text, pool_size))
+        pool.update(index.sharing_sectors(subject.sector_codes, pool_size))
+        if not pool:
+            return []
+        missing = [vid for vid in pool if vid not in dense]
+        dense.update(cosine_similarity(index, vector, missing))
+        lexical = lexical_similarity(index, text, pool)
+        wanted = [index.entity_of[vid] for vid in pool if vid in index.entity_of]
+        entities = {entity.id: entity for entity in self._fetch_entities(index.kind, wanted)}
+        candidates = []
+        for vid in sorted(pool):
+            counterpart = entities.get(index.entity_of.get(vid, ""))
+            # Nobody is matched with themselves (same owner), nor with a flagged duplicate.
+            if counterpart is None or counterpart.owner == subject.owner or counterpart.duplicate_of:
+                continue
+            candidates.append(
+                Candidate(
+                    entity=counterpart,
+                    vector_id=vid,
+                    cosine=dense.get(vid, 0.0),
+                    lexical=lexical.get(vid, 0.0),
+                    matched_terms=index.lexical.matched_terms(text, vid),
+                )
+            )
+        return candidates
+
+    def score(self, subject: Entity, candidates: list[Candidate]) -> list[tuple[Candidate, Scored]]:
+        """Every candidate scored (gated ones included), best first."""
+        counterparts = [candidate.entity for candidate in candidates]
+        activity = self._fetch_activity(counterparts) if self._fetch_activity else {}
+        penalties = self._fetch_penalties(subject, candidates) if self._fetch_penalties else {}
+        scored = []
+        for candidate in candidates:
+            result = score_pair(
+                subject,
+                candidate.entity,
+                cosine=candidate.cosine,
+                lexical=candidate.lexical,
+                matched_terms=candidate.matched_terms,
+                weights=self.policy.weights,
+                activity=activity.get(candidate.entity.id) if self._fetch_activity else None,
+            )
+            penalty = penalties.get(candidate.entity.id, 0.0)
+            if penalty:
+                result = apply_penalty(result, penalty)
+            scored.append((candidate, result))
+        scored.sort(key=lambda item: (-item[1].score, item[0].vector_id))
+        return scored
+
+    def rank(self, subject: Entity, vector: np.ndarray, text: str, index: KindIndex) -> list[tuple[Candidate, Scored]]:
+        """The proposals: retrieved, scored, gates and weak pairs dropped, top-k."""
+        scored = self.score(subject, self.candidates(subject, vector, text, index))
+        kept = [(c, s) for c, s in scored if not s.gated and s.score >= self.policy.min_score]
+        return kept[: self.policy.top_k]
+
+
+def apply_penalty(scored: Scored, penalty: float) -> Scored:
+    """Feedback lowers a pair: the score shrinks by `penalty` (0..1) and says why."""
+    scored.score = round(scored.score * (1 - penalty), 4)
+    scored.components["feedback_penalty"] = round(penalty, 4)
+    scored.reasons.insert(
+        3,
+        ReasonData(
+            rule="feedback",
+            passed=False,
+            contribution=round(-penalty, 4),
+            detail="lowered: this or a similar pair was rejected or declined before",
+            detail_zh="已降权：该配对或相似配对曾被否决或谢绝",
+        ),
+    )
+    return scored
