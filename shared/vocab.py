@@ -6,8 +6,11 @@ Chinese (simplified or traditional) words, case- and width-insensitively.
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from enum import StrEnum
+from functools import lru_cache
+from importlib import resources
 from typing import Any, TypeVar
 
 
@@ -94,82 +97,28 @@ class Offering(StrEnum):
     LOGISTICS = "logistics"
 
 
-# Words people type for each code (simplified and traditional Chinese, English variants).
-ALIASES: dict[type[StrEnum], dict[str, tuple[str, ...]]] = {
-    Stage: {
-        "seed": ("种子轮", "種子輪", "种子期", "seed round"),
-        "angel": ("天使轮", "天使輪", "angel round"),
-        "pre_a": ("pre-a", "pre-a轮", "pre-a輪", "pre a"),
-        "series_a": ("a轮", "a輪", "series a", "a"),
-        "series_b": ("b轮", "b輪", "series b", "b"),
-        "series_c": ("c轮", "c輪", "series c", "c", "c+轮"),
-        "pre_ipo": ("pre-ipo", "pre ipo", "拟上市"),
-        "growth": ("成长期", "成長期", "growth stage", "扩张期", "并购", "战略投资"),
-    },
-    PitchNeed: {
-        "capital": ("资金", "資金", "融资", "融資", "funding"),
-        "land": ("土地", "用地", "场地", "場地", "厂房", "site"),
-        "scenario": ("应用场景", "應用場景", "场景", "場景", "application scenario"),
-        "supply_chain": ("供应链", "供應鏈", "产业链配套", "supply chain"),
-        "talent": ("人才", "talents", "people"),
-        "pilot_line": ("中试", "中試", "中试线", "pilot", "pilot line"),
-        "market": ("市场", "市場", "订单", "customers"),
-    },
-    ChainPosition: {
-        "upstream": ("上游",),
-        "midstream": ("中游",),
-        "downstream": ("下游",),
-    },
-    TransferMode: {
-        "migration": ("技术迁移", "技術遷移", "迁移", "遷移"),
-        "translation": ("技术平移", "技術平移", "平移"),
-        "leap": ("技术跃升", "技術躍升", "跃升", "躍升"),
-    },
-    FundType: {
-        "vc": ("风险投资", "風險投資", "创投", "創投", "venture capital"),
-        "pe": ("私募股权", "私募股權", "private equity"),
-        "government_guidance": ("政府引导基金", "政府引導基金", "引导基金", "引導基金", "guidance fund"),
-        "bank": ("银行", "銀行"),
-        "broker": ("券商", "证券", "證券", "brokerage"),
-        "corporate_vc": ("产业资本", "產業資本", "cvc", "corporate venture capital"),
-        "angel": ("天使投资", "天使投資", "angel investor"),
-    },
-    LossTolerance: {
-        "low": ("低",),
-        "medium": ("中",),
-        "high": ("高", "耐心资本", "耐心資本", "patient capital"),
-    },
-    ChainAction: {
-        "build": ("建链", "建鏈"),
-        "fill": ("补链", "補鏈"),
-        "stabilise": ("稳链", "穩鏈", "stabilize"),
-        "strengthen": ("强链", "強鏈"),
-    },
-    ElementType: {
-        "environment": ("环境", "環境", "环境资源", "environmental"),
-        "location": ("区位", "區位", "区位枢纽", "区位枢纽化"),
-        "people": ("人力", "人才", "人力资源"),
-        "technology_base": ("技术", "技術", "技术平台", "technology"),
-        "industry_base": ("产业", "產業", "产业基础", "industry"),
-    },
-    Offering: {
-        "land": ("土地", "用地", "厂房", "廠房"),
-        "scenario": ("应用场景", "應用場景", "场景", "場景"),
-        "test_field": ("试验场", "試驗場", "测试空域", "試飛空域", "test airspace", "testbed"),
-        "data": ("数据", "數據", "数据开放"),
-        "co_investment": ("跟投", "联合投资", "聯合投資", "基金跟投", "co-investment"),
-        "talent": ("人才", "人才政策"),
-        "pilot_line": ("中试", "中試", "中试平台", "pilot"),
-        "energy": ("能源", "电力", "電力", "绿电", "綠電", "power"),
-        "logistics": ("物流", "港口", "通道"),
-    },
-    Currency: {
-        "CNY": ("rmb", "人民币", "人民幣", "元", "yuan"),
-        "USD": ("美元", "us$", "$"),
-        "EUR": ("欧元", "歐元", "€"),
-        "HKD": ("港币", "港幣", "港元", "hk$"),
-    },
+# The vocabulary file (shared/taxonomy/vocabularies.json) names each enum's codes with
+# Chinese (simplified, traditional) and English labels and the synonyms people type.
+VOCABULARY_OF: dict[type[StrEnum], str] = {
+    Stage: "stage",
+    Currency: "currency",
+    PitchNeed: "pitch_need",
+    ChainPosition: "chain_position",
+    TransferMode: "transfer_mode",
+    FundType: "fund_type",
+    LossTolerance: "loss_tolerance",
+    ChainAction: "chain_action",
+    ElementType: "element_type",
+    Offering: "offering",
 }
+
+
+@lru_cache
+def vocabularies() -> dict[str, list[dict[str, Any]]]:
+    raw = resources.files("shared").joinpath("taxonomy", "vocabularies.json").read_text(encoding="utf-8")
+    data: dict[str, list[dict[str, Any]]] = json.loads(raw)
+    return data
+
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -178,18 +127,19 @@ def _fold(text: str) -> str:
     return unicodedata.normalize("NFKC", text).strip().lower().replace("_", " ").replace("-", " ")
 
 
-_LOOKUP: dict[type[StrEnum], dict[str, str]] = {}
-for _enum, _aliases in ALIASES.items():
-    table = {_fold(member.value): member.value for member in _enum}
-    for _code, _words in _aliases.items():
-        for _word in _words:
-            table[_fold(_word)] = _code
-    _LOOKUP[_enum] = table
+@lru_cache
+def _lookup(enum: type[StrEnum]) -> dict[str, str]:
+    """Folded word → code, from the codes themselves and every label and synonym."""
+    table = {_fold(member.value): member.value for member in enum}
+    for entry in vocabularies()[VOCABULARY_OF[enum]]:
+        for word in (entry["zh"], entry["zh_hant"], entry["en"], *entry["synonyms"]):
+            table.setdefault(_fold(word), entry["code"])
+    return table
 
 
 def parse_code(enum: type[E], value: Any) -> Any:
     """Map a code or one of its words to the code; anything else passes through for the
     enum's own validation to reject with the list of allowed values."""
     if isinstance(value, str):
-        return _LOOKUP.get(enum, {}).get(_fold(value), value)
+        return _lookup(enum).get(_fold(value), value) if enum in VOCABULARY_OF else value
     return value

@@ -21,6 +21,10 @@ from shared.outbox import enqueue
 from shared.settings import Settings
 from shared.taxonomy import load_taxonomy
 
+# Sectors the free text names count too (users never have to pick codes), but only the few
+# it mentions most, so a passing mention does not make a sector.
+TEXT_SECTOR_CODES = 2
+
 
 def _columns(kind: str, body: Any) -> dict[str, Any]:
     values: dict[str, Any] = body.model_dump(mode="json")
@@ -46,10 +50,28 @@ def submission_event(entity: Entity, verb: str) -> Envelope:
     )
 
 
-def create_entity(session: Session, settings: Settings, kind: str, body: Any, *, owner: str) -> Entity:
+def build_entity(kind: str, body: Any, *, owner: str, entity_id: str | None = None) -> Entity:
+    """A new entity from validated input, with its sector labels mapped to taxonomy codes."""
     assert isinstance(body, CREATE_MODELS[kind])
     entity = ENTITY_TABLES[kind](**_columns(kind, body), owner=owner)
-    entity.sector_codes = load_taxonomy().codes_for(entity_sectors(entity))
+    if entity_id:
+        entity.id = entity_id
+    entity.sector_codes = sector_codes_of(entity)
+    return entity
+
+
+def sector_codes_of(entity: Entity) -> list[str]:
+    """Codes of the declared sector labels, then codes the text itself names (in that order)."""
+    taxonomy = load_taxonomy()
+    codes = taxonomy.codes_for(entity_sectors(entity))
+    for code in taxonomy.codes_in_text(entity_text(entity), limit=TEXT_SECTOR_CODES):
+        if code not in codes:
+            codes.append(code)
+    return codes
+
+
+def create_entity(session: Session, settings: Settings, kind: str, body: Any, *, owner: str) -> Entity:
+    entity = build_entity(kind, body, owner=owner)
     session.add(entity)
     session.flush()
     enqueue(session, settings.topic(Topic.SUBMISSIONS), submission_event(entity, "submitted"))
@@ -60,7 +82,7 @@ def create_entity(session: Session, settings: Settings, kind: str, body: Any, *,
 def replace_entity(session: Session, settings: Settings, entity: Entity, body: Any) -> Entity:
     for name, value in _columns(entity.kind, body).items():
         setattr(entity, name, value)
-    entity.sector_codes = load_taxonomy().codes_for(entity_sectors(entity))
+    entity.sector_codes = sector_codes_of(entity)
     entity.version += 1
     entity.status = EntityStatus.ACCEPTED
     entity.updated_at = utcnow()

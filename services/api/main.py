@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 
 from services.api.errors import validation_error_handler
 from services.api.reconcile import run_reconciler
-from services.api.routes import health, matches, notifications, submissions, triads
+from services.api.routes import health, matches, notifications, submissions, taxonomy, triads
 from services.runtime import connect_bus, setup_logging
 from shared.bus import broker_topics
 from shared.db import init_db, make_engine
@@ -114,6 +114,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         app.include_router(router)
     app.include_router(matches.router)
     app.include_router(triads.router)
+    app.include_router(taxonomy.router)
     app.include_router(notifications.router)
     app.include_router(health.router)
     return app
