@@ -414,6 +414,11 @@ def score_pair(
                 detail_zh=f"平台记录成交 {activity.deals} 笔",
             )
         )
+    passage = best_passage(entity_text(counterpart), matched_terms)
+    if passage:
+        reasons.append(
+            ReasonData(rule="matched_passage", passed=True, contribution=0.0, detail=passage, detail_zh=passage)
+        )
     reasons.extend(rules.reasons)
     components = {"dense": round(dense, 4), "lexical": round(lexical, 4), "structured": round(structured, 4)}
     if activity is not None:
@@ -427,7 +432,22 @@ def score_pair(
     )
 
 
-SIGNAL_RULES = {"dense_similarity", "lexical_similarity", "structured_fit", "activity"}
+SIGNAL_RULES = {"dense_similarity", "lexical_similarity", "structured_fit", "activity", "matched_passage"}
+SENTENCE_END = re.compile(r"(?<=[。！？；!?;])|(?<=\.)\s+|\n")
+
+
+def best_passage(text: str, terms: list[str], max_chars: int = 160) -> str:
+    """The counterpart's sentence that holds the most shared terms: where the fit shows."""
+    if not terms:
+        return ""
+    folded_terms = [fold(term) for term in terms]
+    best, hits = "", 0
+    for sentence in SENTENCE_END.split(text):
+        folded = fold(sentence)
+        count = sum(term in folded for term in folded_terms)
+        if count > hits:
+            best, hits = sentence.strip(), count
+    return best[:max_chars]
 
 
 def explain(scored: Scored, counterpart_title: str, *, chinese: bool) -> str:

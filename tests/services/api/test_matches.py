@@ -94,6 +94,8 @@ def test_matches_come_ranked_with_reasons_in_the_readers_language(client, graphi
     rules = {reason["rule"] for reason in zh[0]["reasons"]}
     assert {"dense_similarity", "lexical_similarity", "structured_fit", "sector_overlap"} <= rules
     assert all(reason["detail"] and reason["detail_zh"] for reason in zh[0]["reasons"])
+    passage = next(reason for reason in zh[0]["reasons"] if reason["rule"] == "matched_passage")
+    assert "石墨" in passage["detail"], "the counterpart's sentence where the fit shows"
 
 
 def test_the_need_side_names_the_chain_link_and_the_element(client, graphite_case):
