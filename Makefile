@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # The stamp changes with pyproject.toml, so a changed dependency list reinstalls.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck clean
+.PHONY: install run test lint typecheck clean browser
 
 install: $(STAMP)
 
@@ -19,8 +19,14 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/salon up
 
-test: install lint
+test: install lint browser
 	$(BIN)/pytest
+
+# The console's browser tests drive Debian's chromium (`playwright install` cannot download here),
+# with a CJK font so the screenshots show Chinese text.
+browser:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	@fc-list :lang=zh 2>/dev/null | grep -q . || apt-get install -y fonts-wqy-microhei || (apt-get update && apt-get install -y fonts-wqy-microhei)
 
 lint: install
 	$(BIN)/ruff check shared embeddings services tests

@@ -15,6 +15,8 @@ from sqlmodel import Session, SQLModel, create_engine
 from shared import models  # noqa: F401 - registers every table on SQLModel.metadata
 from shared.bus import RetryableError
 from shared.models import ProcessedEvent
+from shared.sessions import models as session_models  # noqa: F401 - and the session tables
+from shared.webhooks import models as webhook_models  # noqa: F401 - and the webhook tables
 
 
 def normalize_url(url: str) -> str:

@@ -95,11 +95,69 @@ class FeedbackData(BaseModel):
     affected_subjects: list[str]
 
 
+class MatchDecidedData(BaseModel):
+    """`match.decided`: an organizer's decision entered the audit trail, or was undone."""
+
+    match_id: str
+    decision_id: int
+    action: str = Field(description="shortlist | reject | not_relevant | undo")
+    previous_status: str
+    status: str
+    previous_score: float
+    score: float
+    reason: str
+    actor: str
+    actor_role: str
+
+
+class SessionData(BaseModel):
+    """`session.invited|updated|cancelled`: one event per recipient, keyed by the session."""
+
+    session_id: str
+    participant: str = Field(description="The owner this event is for.")
+    invitation_id: str | None
+    theme: str
+    starts_at: datetime
+    duration_minutes: int
+    venue: str | None
+    online_link: str | None
+    featured: list[str] = Field(description="Titles of the featured projects.")
+    changes: list[str] = Field(default_factory=list, description="`session.updated`: the fields that changed.")
+
+
+class InvitationAnsweredData(BaseModel):
+    """`invitation.answered`: a participant accepted or declined; who filled a declined seat."""
+
+    session_id: str
+    invitation_id: str
+    participant: str
+    answer: Literal["accepted", "declined"]
+    reason: str
+    filled_by: str | None = None
+
+
+class FollowUpData(BaseModel):
+    """`followup.recorded`: an outcome after a session (introduction … project landed)."""
+
+    followup_id: str
+    pitch_id: str
+    outcome: str
+    occurred_on: str
+    participant: str | None
+    session_id: str | None
+    recipients: list[str]
+    recorded_by: str
+
+
 EVENT_DATA: dict[str, type[BaseModel]] = {
     **{f"{kind}.{verb}": SubmissionData for kind in ENTITY_KINDS for verb in ("submitted", "updated")},
     "vector.computed": VectorData,
     "match.proposed": MatchData,
     "match.feedback": FeedbackData,
+    "match.decided": MatchDecidedData,
+    **{f"session.{verb}": SessionData for verb in ("invited", "updated", "cancelled")},
+    "invitation.answered": InvitationAnsweredData,
+    "followup.recorded": FollowUpData,
 }
 
 

@@ -39,11 +39,12 @@ class Settings(BaseSettings):
 
     match_top_k: int = Field(10, ge=1, le=100, description="Counterparts proposed per kind for each entity.")
     match_min_score: float = Field(0.12, ge=0, le=1, description="Proposals scoring below this are not published.")
-    weight_dense: float = Field(0.35, ge=0, description="Weight of dense (embedding) similarity.")
-    weight_lexical: float = Field(0.40, ge=0, description="Weight of BM25 lexical similarity (works for Chinese).")
+    weight_dense: float = Field(0.15, ge=0, description="Weight of dense (embedding) similarity.")
+    weight_lexical: float = Field(0.10, ge=0, description="Weight of BM25 lexical similarity (works for Chinese).")
     weight_structured: float = Field(
-        0.25, ge=0, description="Weight of structured fit (sectors, stage, ticket, region)."
+        0.75, ge=0, description="Weight of structured fit (sectors, stage, ticket, region)."
     )
+    weight_activity: float = Field(0.0, ge=0, description="Weight of the activity prior (recorded deals, recency).")
 
     dense_cjk_reliability: float = Field(
         0.25, ge=0, le=1, description="Trust in dense similarity for Chinese text (1.0 with a multilingual model)."
@@ -63,6 +64,24 @@ class Settings(BaseSettings):
     reconcile_after_s: int = Field(120, ge=5, description="Entities stuck this long in a state are re-driven.")
     log_level: str = Field("INFO", description="Python logging level.")
 
+    webhook_allow_loopback: bool = Field(
+        False, description="Development only: allow webhook URLs on loopback (and plain http there)."
+    )
+    webhook_timeout_s: float = Field(15.0, gt=0, le=60, description="A webhook attempt slower than this fails.")
+    webhook_rotation_overlap_s: int = Field(
+        86400, ge=0, description="After a secret rotation the old secret still signs this long."
+    )
+    webhook_disable_after_s: int = Field(
+        5 * 86400, ge=60, description="An endpoint failing continuously this long is disabled."
+    )
+    webhook_poll_ms: int = Field(250, ge=10, description="Webhook delivery worker poll interval.")
+    webhook_concurrency: int = Field(16, ge=1, le=256, description="Webhook attempts in flight per notifier.")
+
+    session_invite_cap: int = Field(
+        3, ge=1, le=50, description="Invitations per participant across published sessions (the planner's cap)."
+    )
+    planner_time_limit_s: float = Field(10.0, gt=0, le=300, description="Time limit of one planner solve.")
+
     def model_post_init(self, __context: object) -> None:
         if self.environment == "production":
             if self.api_key_pepper.lower() in _PLACEHOLDER_SECRETS or "not-for-production" in self.api_key_pepper:
@@ -71,6 +90,8 @@ class Settings(BaseSettings):
                 raise ConfigurationError("production needs SALON_DATABASE_URL pointing at PostgreSQL")
             if not self.kafka_bootstrap:
                 raise ConfigurationError("production needs SALON_KAFKA_BOOTSTRAP pointing at Apache Kafka")
+            if self.webhook_allow_loopback:
+                raise ConfigurationError("SALON_WEBHOOK_ALLOW_LOOPBACK is for development; production refuses it")
 
     @property
     def resolved_database_url(self) -> str:

@@ -28,6 +28,7 @@ ZH_MESSAGES = {
     "json_invalid": "JSON 格式错误",
     "model_attributes_type": "应为对象",
     "dict_type": "应为对象",
+    "url_refused": "不接受此网址（须为公网 HTTPS 地址）",
 }
 
 

@@ -21,10 +21,6 @@ from shared.outbox import enqueue
 from shared.settings import Settings
 from shared.taxonomy import load_taxonomy
 
-# Sectors the free text names count too (users never have to pick codes), but only the few
-# it mentions most, so a passing mention does not make a sector.
-TEXT_SECTOR_CODES = 2
-
 
 def _columns(kind: str, body: Any) -> dict[str, Any]:
     values: dict[str, Any] = body.model_dump(mode="json")
@@ -61,13 +57,13 @@ def build_entity(kind: str, body: Any, *, owner: str, entity_id: str | None = No
 
 
 def sector_codes_of(entity: Entity) -> list[str]:
-    """Codes of the declared sector labels, then codes the text itself names (in that order)."""
-    taxonomy = load_taxonomy()
-    codes = taxonomy.codes_for(entity_sectors(entity))
-    for code in taxonomy.codes_in_text(entity_text(entity), limit=TEXT_SECTOR_CODES):
-        if code not in codes:
-            codes.append(code)
-    return codes
+    """Codes of the sector labels the user typed, in any language or script.
+
+    Codes inferred from the summary text are not added: on the labelled benchmark they
+    lowered every ranking (a passing mention is not a sector); /v1/taxonomy/suggest offers
+    them to the user instead.
+    """
+    return load_taxonomy().codes_for(entity_sectors(entity))
 
 
 def create_entity(session: Session, settings: Settings, kind: str, body: Any, *, owner: str) -> Entity:

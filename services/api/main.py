@@ -15,7 +15,9 @@ from fastapi.exceptions import RequestValidationError
 
 from services.api.errors import validation_error_handler
 from services.api.reconcile import run_reconciler
-from services.api.routes import health, matches, notifications, submissions, taxonomy, triads
+from services.api.routes import console, health, matches, notifications, submissions, taxonomy, triads, webhooks
+from services.api.routes import sessions as salon_sessions
+from services.api.stream import MatchHub, run_match_feed
 from services.runtime import connect_bus, setup_logging
 from shared.bus import broker_topics
 from shared.db import init_db, make_engine
@@ -84,6 +86,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         app.state.engine = engine
         app.state.broker_probe = probe
         app.state.relay_stats = lambda: holder["relay"].published if "relay" in holder else 0
+        app.state.match_hub = hub = MatchHub()  # the console's live queue
         threads = []
         if background:
             threads = [
@@ -92,6 +95,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
                     target=_run_relay, args=(settings, engine, stop, holder), name="api-relay", daemon=True
                 ),
                 threading.Thread(target=run_reconciler, args=(engine, settings, stop), name="reconciler", daemon=True),
+                threading.Thread(target=run_match_feed, args=(settings, hub, stop), name="match-feed", daemon=True),
             ]
         for thread in threads:
             thread.start()
@@ -116,7 +120,11 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     app.include_router(triads.router)
     app.include_router(taxonomy.router)
     app.include_router(notifications.router)
+    app.include_router(webhooks.router)
     app.include_router(health.router)
+    app.include_router(salon_sessions.router)
+    app.include_router(console.router)
+    app.include_router(console.pages)
     return app
 
 

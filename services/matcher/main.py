@@ -27,6 +27,7 @@ def policy_from(settings: Settings) -> MatchPolicy:
             dense=settings.weight_dense,
             lexical=settings.weight_lexical,
             structured=settings.weight_structured,
+            activity=settings.weight_activity,
             dense_cjk_reliability=settings.dense_cjk_reliability,
         ),
     )

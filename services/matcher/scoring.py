@@ -80,9 +80,10 @@ RULE_WEIGHTS = {
 
 @dataclass(frozen=True)
 class Weights:
-    dense: float = 0.35
-    lexical: float = 0.40
-    structured: float = 0.25
+    # Defaults chosen by `salon bench matching --tune` (see README); settings override them.
+    dense: float = 0.15
+    lexical: float = 0.10
+    structured: float = 0.75
     activity: float = 0.0
     dense_cjk_reliability: float = 0.25
 

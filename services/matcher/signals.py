@@ -10,6 +10,7 @@ from services.matcher.ranking import Candidate
 from services.matcher.scoring import Activity
 from services.matcher.state import MatcherState
 from shared.models import VERDICT_PENALTY, Entity, EntityVector, Match, MatchFeedback, MatchStatus, Verdict, utcnow
+from shared.sessions.models import FollowUp
 
 SIMILAR_PAIR_COSINE = 0.8  # feedback on a pair also lowers pairs this similar to it
 
@@ -17,7 +18,8 @@ SIMILAR_PAIR_COSINE = 0.8  # feedback on a pair also lowers pairs this similar t
 def activity_from_db(session: Session, entities: list[Entity]) -> dict[str, Activity]:
     """Shortlisted proposals per fund/region and how recent the last one is.
 
-    Follow-up outcomes (term sheets, landings) will count here too once they are recorded.
+    Follow-up outcomes recorded after sessions (introductions … projects landed) count too,
+    each as OUTCOME_WEIGHT shortlists: they are the strongest positive signal there is.
     """
     ids = [entity.id for entity in entities if entity.kind in ("mandate", "need")]
     if not ids:
@@ -37,6 +39,32 @@ def activity_from_db(session: Session, entities: list[Entity]) -> dict[str, Acti
                 deals=previous.deals + count,
                 last_deal_days_ago=max(0, (now - last_utc).days),
             )
+    return _with_outcomes(session, entities, ids, activity)
+
+
+OUTCOME_WEIGHT = 3  # one recorded outcome counts as this many shortlists
+
+
+def _with_outcomes(
+    session: Session, entities: list[Entity], ids: list[str], activity: dict[str, Activity]
+) -> dict[str, Activity]:
+    owners = {entity.id: entity.owner for entity in entities if entity.id in ids}
+    rows = session.exec(
+        select(FollowUp.participant, func.count(), func.max(FollowUp.occurred_on))
+        .where(col(FollowUp.participant).in_(set(owners.values())))
+        .group_by(FollowUp.participant)
+    ).all()
+    outcomes = {owner: (count, last) for owner, count, last in rows}
+    today = utcnow().date()
+    for entity_id, owner in owners.items():
+        if owner not in outcomes:
+            continue
+        count, last = outcomes[owner]
+        previous = activity.get(entity_id, Activity())
+        days = max(0, (today - last).days)
+        if previous.last_deal_days_ago is not None:
+            days = min(days, previous.last_deal_days_ago)
+        activity[entity_id] = Activity(deals=previous.deals + OUTCOME_WEIGHT * count, last_deal_days_ago=days)
     return activity
 
 

@@ -1,18 +1,26 @@
-"""Match events → each participant's notification inbox (webhook delivery builds on this)."""
+"""Match events → the participant's notification inbox and their webhook endpoints."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
 from shared.db import claim_event, transaction
 from shared.events import Envelope, MatchData
-from shared.models import Notification
+from shared.models import Notification, utcnow
+from shared.webhooks.payloads import MatchProposedData, render_body
+from shared.webhooks.queue import queue_for_owner
 
 CONSUMER = "notifier"
 
 
-def handle_match_event(envelope: Envelope, *, engine: Engine) -> bool:
-    """Store the proposal in the subject owner's inbox once; False for a duplicate."""
+def handle_match_event(envelope: Envelope, *, engine: Engine, wake: Callable[[], None] | None = None) -> bool:
+    """Store the proposal in the subject owner's inbox and queue it for each of their
+    subscribed webhook endpoints, all in one transaction, once; False for a duplicate.
+
+    `wake` tells the in-process delivery worker that messages are waiting.
+    """
     data: MatchData = envelope.payload()
     with transaction(engine) as session:
         if not claim_event(session, CONSUMER, envelope.id):
@@ -36,4 +44,15 @@ def handle_match_event(envelope: Envelope, *, engine: Engine) -> bool:
                 },
             )
         )
+        queued = queue_for_owner(
+            session,
+            owner=data.subject_owner,
+            event_id=envelope.id,
+            event_type=envelope.type,
+            body=render_body(envelope.type, envelope.occurred_at, MatchProposedData.from_event(data)),
+            occurred_at=envelope.occurred_at,
+            now=utcnow(),
+        )
+    if queued and wake is not None:
+        wake()
     return True

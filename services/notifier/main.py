@@ -1,10 +1,12 @@
-"""The notifier process: consumes salon.matches and fills participants' inboxes."""
+"""The notifier process: consumes salon.matches into inboxes and webhook messages, and
+runs the webhook delivery worker (which needs only the database, not the broker)."""
 
 from __future__ import annotations
 
 import logging
 from functools import partial
 
+from services.notifier.delivery import DeliveryWorker
 from services.notifier.handlers import handle_match_event
 from services.runtime import connect_bus, heartbeat, make_consumer, report_status, setup_logging, stop_on_signals
 from shared.db import init_db, make_engine
@@ -21,16 +23,24 @@ def main() -> None:
     stop = stop_on_signals()
     engine = make_engine(settings.resolved_database_url)
     init_db(engine)
-    publisher = connect_bus(settings, SERVICE, stop=stop)
-    consumer = make_consumer(settings, Topic.MATCHES, group_id="salon-notifier", publisher=publisher)
-    report_status(engine, SERVICE, "ready")
-    heartbeat(engine, SERVICE, stop, lambda: dict(consumer.stats))
-    log.info("notifier ready")
+    worker = DeliveryWorker.from_settings(engine, settings, name=f"{SERVICE}-webhooks")
+    worker_thread = worker.start(stop)
     try:
-        consumer.run(partial(handle_match_event, engine=engine), stop=stop)
+        publisher = connect_bus(settings, SERVICE, stop=stop)
+        consumer = make_consumer(settings, Topic.MATCHES, group_id="salon-notifier", publisher=publisher)
+        report_status(engine, SERVICE, "ready")
+        heartbeat(engine, SERVICE, stop, lambda: {**consumer.stats, "webhooks": dict(worker.stats)})
+        log.info("notifier ready")
+        try:
+            consumer.run(partial(handle_match_event, engine=engine, wake=worker.wake), stop=stop)
+        finally:
+            consumer.close()
+            publisher.close()
     finally:
-        consumer.close()
-        publisher.close()
+        stop.set()
+        worker.wake()
+        worker_thread.join(timeout=30)
+        worker.close()
         report_status(engine, SERVICE, "stopped")
 
 

@@ -25,6 +25,7 @@ def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platfor
         api_port=free_port(),
         api_key_pepper="e2e-pepper-0123456789",
         reconcile_after_s=5,  # the broker-restart test waits for the reconciler
+        webhook_allow_loopback=True,  # the webhook test's receiver listens on 127.0.0.1
     )
     with Platform(settings) as running:
         yield running

@@ -34,6 +34,7 @@ def test_production_accepts_real_infrastructure():
         ({"database_url": ""}, "DATABASE_URL"),
         ({"database_url": "sqlite:///x.db"}, "DATABASE_URL"),
         ({"kafka_bootstrap": ""}, "KAFKA_BOOTSTRAP"),
+        ({"webhook_allow_loopback": True}, "WEBHOOK_ALLOW_LOOPBACK"),
     ],
 )
 def test_production_refuses_placeholders(override, complaint):

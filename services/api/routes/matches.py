@@ -6,13 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlmodel import col, or_, select
+from sqlmodel import Session, col, or_, select
 
 from services.api.deps import CallerDep, SessionDep, SettingsDep, is_staff
 from services.matcher.scoring import explain_reasons, is_chinese
 from shared.events import ENTITY_KINDS, EntityKind, Envelope, FeedbackData, ReasonData, Topic
 from shared.models import (
     VERDICT_PENALTY,
+    ApiKey,
     Entity,
     Mandate,
     Match,
@@ -26,6 +27,8 @@ from shared.models import (
     utcnow,
 )
 from shared.outbox import enqueue
+from shared.sessions.curation import record_decision
+from shared.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["matches"])
 
@@ -140,6 +143,66 @@ STATUS_AFTER = {
 }
 
 
+def apply_verdict(
+    session: Session,
+    settings: Settings,
+    match: Match,
+    verdict: Verdict,
+    reason: str,
+    caller: ApiKey,
+    affected: list[str],
+) -> None:
+    """Store a verdict (feedback rows, new status and score, event, audit entry); caller commits."""
+    previous_status, previous_score = match.status, match.score
+    feedback: list[MatchFeedback] = []
+    for subject_id in affected:
+        counterpart_id = match.b_id if subject_id == match.a_id else match.a_id
+        feedback.append(
+            MatchFeedback(
+                match_id=match.id,
+                subject_id=subject_id,
+                counterpart_id=counterpart_id,
+                verdict=verdict,
+                reason=reason,
+                actor=caller.owner,
+                actor_role=caller.role,
+            )
+        )
+    session.add_all(feedback)
+    match.status = STATUS_AFTER[verdict]
+    match.score = round(match.score * (1 - VERDICT_PENALTY.get(verdict, 0.0)), 4)
+    match.updated_at = utcnow()
+    session.add(match)
+    enqueue(
+        session,
+        settings.topic(Topic.FEEDBACK),
+        Envelope.wrap(
+            "match.feedback",
+            match.id,
+            FeedbackData(
+                match_id=match.id,
+                verdict=verdict.value,
+                reason=reason,
+                actor=caller.owner,
+                actor_role=caller.role,
+                affected_subjects=affected,
+            ),
+        ),
+    )
+    # The audit trail (organizer console) remembers what undo restores.
+    record_decision(
+        session,
+        match,
+        action=verdict.value,
+        reason=reason,
+        previous_status=previous_status,
+        previous_score=previous_score,
+        feedback=feedback,
+        actor=caller.owner,
+        actor_role=caller.role,
+    )
+
+
 @router.post("/matches/{match_id}/feedback", response_model=MatchPublic, summary="Decide on a proposal")
 def give_feedback(
     match_id: str, body: FeedbackIn, request: Request, session: SessionDep, settings: SettingsDep, caller: CallerDep
@@ -158,39 +221,7 @@ def give_feedback(
         allowed = "shortlist, reject, not_relevant" if is_staff(caller) else "decline"
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"your role may give: {allowed} / 无权作出该决定")
     affected = [match.a_id, match.b_id] if is_staff(caller) else own_sides
-    for subject_id in affected:
-        counterpart_id = match.b_id if subject_id == match.a_id else match.a_id
-        session.add(
-            MatchFeedback(
-                match_id=match.id,
-                subject_id=subject_id,
-                counterpart_id=counterpart_id,
-                verdict=body.verdict,
-                reason=body.reason,
-                actor=caller.owner,
-                actor_role=caller.role,
-            )
-        )
-    match.status = STATUS_AFTER[body.verdict]
-    match.score = round(match.score * (1 - VERDICT_PENALTY.get(body.verdict, 0.0)), 4)
-    match.updated_at = utcnow()
-    session.add(match)
-    enqueue(
-        session,
-        settings.topic(Topic.FEEDBACK),
-        Envelope.wrap(
-            "match.feedback",
-            match.id,
-            FeedbackData(
-                match_id=match.id,
-                verdict=body.verdict.value,
-                reason=body.reason,
-                actor=caller.owner,
-                actor_role=caller.role,
-                affected_subjects=affected,
-            ),
-        ),
-    )
+    apply_verdict(session, settings, match, body.verdict, body.reason, caller, affected)
     session.commit()
     reader_id = own_sides[0] if own_sides else match.a_id
     reader = get_entity(session, match.a_kind if reader_id == match.a_id else match.b_kind, reader_id)

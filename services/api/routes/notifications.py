@@ -1,4 +1,8 @@
-"""GET /v1/notifications: the caller's inbox of proposals (filled by the notifier)."""
+"""GET /v1/notifications: the caller's inbox of proposals (filled by the notifier).
+
+Organizers and admins also see the rows addressed to all organizers (recipient
+`role:organizer`, e.g. a webhook endpoint that salon disabled).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from sqlmodel import col, select
 
-from services.api.deps import CallerDep, SessionDep
+from services.api.deps import CallerDep, SessionDep, is_staff
 from shared.models import Notification
+from shared.webhooks.models import ORGANIZERS_INBOX
 
 router = APIRouter(prefix="/v1", tags=["notifications"])
 
@@ -19,9 +24,10 @@ def list_notifications(
     caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[dict[str, Any]]:
+    recipients = [caller.owner, ORGANIZERS_INBOX] if is_staff(caller) else [caller.owner]
     rows = session.exec(
         select(Notification)
-        .where(Notification.recipient == caller.owner)
+        .where(col(Notification.recipient).in_(recipients))
         .order_by(col(Notification.id).desc())
         .limit(limit)
     ).all()
