@@ -423,3 +423,17 @@ class Notification(SQLModel, table=True):
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, index=True)
     read_at: datetime | None = None
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """The first response to a POST with an Idempotency-Key, replayed to repeats."""
+
+    __table_args__ = (UniqueConstraint("scope", "key", name="uq_idempotency"),)
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str = Field(description="Caller fingerprint and path.")
+    key: str
+    request_hash: str
+    status_code: int | None = None
+    body: bytes | None = None
+    content_type: str = "application/json"
+    created_at: datetime = Field(default_factory=utcnow)

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
         "development", description="`production` refuses SQLite, the embedded broker and the dev pepper."
     )
 
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Request bodies over this size get a 413.")
+    rate_limit_per_minute: int = Field(1200, ge=1, description="Sustained requests per minute per API key (429 above).")
+    rate_limit_burst: int = Field(120, ge=1, description="Requests a key may send at once before the rate applies.")
+
     outbox_poll_ms: int = Field(200, ge=10, description="Outbox relay poll interval.")
     reconcile_after_s: int = Field(120, ge=5, description="Entities stuck this long in a state are re-driven.")
     log_level: str = Field("INFO", description="Python logging level.")

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from services.api.errors import validation_error_handler
+from services.api.guards import BodySizeLimit, Idempotency, RateLimit, TokenBuckets
 from services.api.reconcile import run_reconciler
 from services.api.routes import console, health, matches, notifications, submissions, taxonomy, triads, webhooks
 from services.api.routes import sessions as salon_sessions
@@ -114,6 +115,13 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         lifespan=lifespan,
     )
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    # Added last = runs first: rate limit, then the body cap, then idempotent replay.
+    app.add_middleware(Idempotency, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RateLimit,
+        buckets=TokenBuckets(rate=settings.rate_limit_per_minute / 60, burst=settings.rate_limit_burst),
+    )
     for router in submissions.routers:
         app.include_router(router)
     app.include_router(matches.router)
