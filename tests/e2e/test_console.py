@@ -13,10 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from services.launcher import Platform
-from shared.models import Match, Pitch, Role
+from shared.models import Mandate, Match, Pitch, Role
 from shared.sessions.models import Invitation, SalonSession
 from tests.payloads import MANDATE, PITCH
 from tests.sessions_seed import seed_participants
@@ -27,6 +28,42 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--no-first-run"]  # fmt: skip
 
 pytestmark = pytest.mark.e2e
+
+
+XSS_TITLE = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">石墨'
+
+
+def seed_hostile_title(engine: Engine, mandate_id: str) -> None:
+    """A pitch whose title is markup, proposed to a mandate, so the queue must render it."""
+    with Session(engine) as session:
+        pitch = Pitch(
+            owner="attacker",
+            company="x",
+            title=XSS_TITLE,
+            summary="依托鹤岗晶质石墨资源建设负极材料。",
+            stage="series_a",
+            funding_ask=8e7,
+            region="黑龙江省鹤岗市",
+            sectors=["新材料"],
+            sector_codes=["new_materials"],
+            status="matched",
+        )
+        session.add(pitch)
+        mandate = session.get(Mandate, mandate_id)
+        assert mandate is not None
+        session.add(
+            Match(
+                pair_kind="pitch-mandate",
+                a_kind="pitch",
+                a_id=pitch.id,
+                a_owner="attacker",
+                b_kind="mandate",
+                b_id=mandate_id,
+                b_owner=mandate.owner,
+                score=0.99,
+            )
+        )
+        session.commit()
 
 
 def log_in(page: Page, url: str, key: str) -> None:
@@ -41,6 +78,7 @@ def test_an_organizer_runs_a_session_from_the_browser(platform: Platform, header
         pytest.fail("chromium is missing: `make test` installs it (apt-get install chromium)")
     ARTIFACTS.mkdir(exist_ok=True)
     ids = seed_participants(platform.engine, funds=8, governments=4, pitches=2)
+    seed_hostile_title(platform.engine, ids["mandate"][0])
     organizer_key = headers_for(Role.ORGANIZER, "组织方")["Authorization"].removeprefix("Bearer ")
     fund_key = headers_for(Role.FUND, "黑龙江省新材料产业引导基金")
     enterprise = headers_for(Role.ENTERPRISE, "鹤岗碳材科技")
@@ -51,6 +89,11 @@ def test_an_organizer_runs_a_session_from_the_browser(platform: Platform, header
             page = browser.new_page(viewport={"width": 1366, "height": 900}, locale="en-US")
             log_in(page, platform.api_url, organizer_key)
             expect(page.locator("#app")).to_be_visible()
+            # Stored XSS: a title with markup is shown as text, and none of it runs.
+            xss_row = page.locator("#queue-body tr", has_text=XSS_TITLE).first
+            expect(xss_row).to_be_visible(timeout=30_000)
+            assert page.evaluate("window.__xss") is None
+            assert page.locator("#queue-body img").count() == 0
             expect(page.locator("#live")).to_have_class("pill on", timeout=60_000)
 
             # A proposal appears live: nobody reloads the page.
