@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.language_mix import CJK_RE, language, strings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "shared" / "demo"
@@ -38,12 +39,6 @@ GROUPS = {"strategic_emerging", "future", "traditional"}
 
 REF_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 CODE_RE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
-CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-# Characters that only occur in traditional script (their simplified forms differ).
-TRADITIONAL_ONLY = set(
-    "體與業術產們這個時來對說會國從發經過還開關點學當無現動將進實長門問間見車東聯網電華導機構資區"
-    "義處設計務條農價製氫鋰試線項團隊營額億萬為數據層級園藥醫療"
-)
 
 KINDS = ("pitch", "mandate", "need")
 FILES = {"pitch": "pitches.json", "mandate": "mandates.json", "need": "needs.json"}
@@ -128,28 +123,6 @@ def label_index() -> dict[str, set[str]]:
         for label in (sector["zh"], sector["zh_hant"], sector["en"], *sector["synonyms"]):
             index.setdefault(label.strip().casefold(), set()).add(sector["code"])
     return index
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, inner in value.items():
-            if key != "ref":
-                yield from _strings(inner)
-    elif isinstance(value, list):
-        for inner in value:
-            yield from _strings(inner)
-
-
-def language(item: dict[str, Any]) -> str:
-    """'en' (no CJK anywhere), 'zh_hant' (traditional-only characters) or 'zh'."""
-    text = "".join(_strings(item))
-    if not CJK_RE.search(text):
-        return "en"
-    if any(char in TRADITIONAL_ONLY for char in text):
-        return "zh_hant"
-    return "zh"
 
 
 def _nonempty_str(value: Any) -> bool:
@@ -346,7 +319,7 @@ def test_language_mix_overall() -> None:
 def test_english_items_use_no_cjk_and_chinese_items_keep_one_script() -> None:
     for kind in KINDS:
         for item in items(kind):
-            text = "".join(_strings(item))
+            text = "".join(strings(item))
             if language(item) == "en":
                 assert not CJK_RE.search(text), item["ref"]
             # a traditional item must not fall back to simplified sector labels with traditional twins

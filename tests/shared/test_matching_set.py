@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from shared.models import MandateCreate, NeedCreate, PitchCreate
+from tests.language_mix import CJK_RE, language, strings
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_FILE = ROOT / "shared" / "bench" / "matching_set.json"
@@ -45,13 +46,6 @@ LANGUAGES = {"zh", "zh_hant", "en"}
 # Share of entities per language (target ~55% / ~30% / ~15%).
 LANGUAGE_RANGES = {"zh": (0.45, 0.65), "en": (0.22, 0.38), "zh_hant": (0.10, 0.20)}
 SHARED_SUBSTRING = 20
-
-CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-# Characters that only occur in traditional script (their simplified forms differ).
-TRADITIONAL_ONLY = set(
-    "體與業術產們這個時來對說會國從發經過還開關點學當無現動將進實長門問間見車東聯網電華導機構資區"
-    "義處設計務條農價製氫鋰試線項團隊營額億萬為數據層級園藥醫療"
-)
 
 
 # --------------------------------------------------------------------------- loading
@@ -100,28 +94,6 @@ def label_index() -> frozenset[str]:
     return frozenset(labels)
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, inner in value.items():
-            if key != "ref":
-                yield from _strings(inner)
-    elif isinstance(value, list):
-        for inner in value:
-            yield from _strings(inner)
-
-
-def language(item: dict[str, Any]) -> str:
-    """'en' (no CJK anywhere), 'zh_hant' (traditional-only characters) or 'zh'."""
-    text = "".join(_strings(item))
-    if not CJK_RE.search(text):
-        return "en"
-    if any(char in TRADITIONAL_ONLY for char in text):
-        return "zh_hant"
-    return "zh"
-
-
 def group_of(query: dict[str, Any]) -> frozenset[str]:
     return frozenset({kind_of()[query["subject"]], query["candidate_kind"]})
 
@@ -134,7 +106,7 @@ def _is_int(value: Any) -> bool:
 def demo_texts() -> tuple[str, ...]:
     texts: list[str] = []
     for path in sorted(DEMO_DIR.glob("*.json")):
-        texts.extend(_strings(_load(path)))
+        texts.extend(strings(_load(path)))
     return tuple(texts)
 
 
