@@ -8,6 +8,7 @@ from fastapi import Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 ZH_MESSAGES = {
     "missing": "必填字段缺失",
@@ -30,6 +31,25 @@ ZH_MESSAGES = {
     "dict_type": "应为对象",
     "url_refused": "不接受此网址（须为公网 HTTPS 地址）",
 }
+
+
+class Problem(BaseModel):
+    """Any other refusal: what went wrong, in English and Chinese."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+    type: str | None = None
+
+
+class ValidationProblem(BaseModel):
+    """What every 422 carries: a summary and one message per field (the OpenAPI documents this)."""
+
+    detail: str
+    errors: list[FieldError]
 
 
 def prefers_chinese(request: Request) -> bool:

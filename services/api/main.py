@@ -13,7 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from services.api.errors import validation_error_handler
+from services.api.errors import Problem, ValidationProblem, validation_error_handler
 from services.api.guards import BodySizeLimit, Idempotency, RateLimit, TokenBuckets
 from services.api.reconcile import run_reconciler
 from services.api.routes import console, health, matches, notifications, submissions, taxonomy, triads, webhooks
@@ -113,6 +113,15 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         version="1.0",
         description="Matchmaking for innovation salons (新质生产力会客厅): pitches, mandates, needs, matches.",
         lifespan=lifespan,
+        responses={
+            400: {"model": Problem, "description": "The body is not parseable JSON"},
+            401: {"model": Problem, "description": "Missing, unknown or revoked API key"},
+            403: {"model": Problem, "description": "The key's role may not do this"},
+            404: {"model": Problem, "description": "Not found, or not the caller's"},
+            413: {"model": Problem, "description": "Request body too large"},
+            422: {"model": ValidationProblem, "description": "Invalid input; nothing was stored"},
+            429: {"model": Problem, "description": "Rate limited; see Retry-After"},
+        },
     )
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     # Added last = runs first: rate limit, then the body cap, then idempotent replay.

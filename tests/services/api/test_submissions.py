@@ -123,3 +123,11 @@ def test_update_bumps_version_and_emits_an_updated_event(client, key_for, api_se
     assert response.status_code == 202 and response.json()["version"] == 2
     types = [Envelope.model_validate_json(row.payload).type for row in stored(api_settings, OutboxMessage)]
     assert types == ["pitch.submitted", "pitch.updated"]
+
+
+def test_the_openapi_documents_the_422_body_the_api_really_sends(client, key_for):
+    spec = client.get("/openapi.json").json()
+    documented = spec["paths"]["/v1/pitches"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
+    assert documented["$ref"].endswith("/ValidationProblem")
+    sent = client.post("/v1/pitches", json={}, headers=key_for(Role.ENTERPRISE, "e")).json()
+    assert set(sent) == set(spec["components"]["schemas"]["ValidationProblem"]["properties"])
