@@ -52,8 +52,14 @@ class ValidationProblem(BaseModel):
     errors: list[FieldError]
 
 
+def requested_language(request: Request) -> str | None:
+    """'zh' or 'en' when Accept-Language names one first, else None (the caller decides)."""
+    accept = request.headers.get("accept-language", "").lower()
+    return "zh" if accept.startswith("zh") else "en" if accept.startswith("en") else None
+
+
 def prefers_chinese(request: Request) -> bool:
-    return request.headers.get("accept-language", "").lower().startswith("zh")
+    return requested_language(request) == "zh"
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:

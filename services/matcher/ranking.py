@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.matcher.scoring import Activity, Scored, Weights, score_pair
+from services.matcher.scoring import Activity, Scored, Weights, quote_passage, score_pair
 from services.matcher.state import KindIndex
 from shared.events import ReasonData
 from shared.models import Entity
@@ -123,7 +123,7 @@ class Ranker:
         """The proposals: retrieved, scored, gates and weak pairs dropped, top-k."""
         scored = self.score(subject, self.candidates(subject, vector, text, index))
         kept = [(c, s) for c, s in scored if not s.gated and s.score >= self.policy.min_score]
-        return kept[: self.policy.top_k]
+        return [(c, quote_passage(s, c.entity)) for c, s in kept[: self.policy.top_k]]
 
 
 def apply_penalty(scored: Scored, penalty: float) -> Scored:

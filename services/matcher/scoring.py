@@ -415,11 +415,6 @@ def score_pair(
                 detail_zh=f"平台记录成交 {activity.deals} 笔",
             )
         )
-    passage = best_passage(entity_text(counterpart), matched_terms)
-    if passage:
-        reasons.append(
-            ReasonData(rule="matched_passage", passed=True, contribution=0.0, detail=passage, detail_zh=passage)
-        )
     reasons.extend(rules.reasons)
     components = {"dense": round(dense, 4), "lexical": round(lexical, 4), "structured": round(structured, 4)}
     if activity is not None:
@@ -435,6 +430,16 @@ def score_pair(
 
 SIGNAL_RULES = {"dense_similarity", "lexical_similarity", "structured_fit", "activity", "matched_passage"}
 SENTENCE_END = re.compile(r"(?<=[。！？；!?;])|(?<=\.)\s+|\n")
+
+
+def quote_passage(scored: Scored, counterpart: Entity) -> Scored:
+    """Add the counterpart's passage where the shared terms are. Only for proposals that are
+    kept: it folds every sentence through OpenCC, too slow for every retrieved candidate."""
+    passage = best_passage(entity_text(counterpart), scored.matched_terms)
+    if passage:
+        reason = ReasonData(rule="matched_passage", passed=True, contribution=0.0, detail=passage, detail_zh=passage)
+        scored.reasons.insert(3, reason)
+    return scored
 
 
 def best_passage(text: str, terms: list[str], max_chars: int = 160) -> str:

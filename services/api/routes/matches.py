@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlmodel import Session, col, or_, select
 
 from services.api.deps import CallerDep, SessionDep, SettingsDep, is_staff
+from services.api.errors import requested_language
 from services.matcher.scoring import explain_reasons, is_chinese
 from shared.events import ENTITY_KINDS, EntityKind, Envelope, FeedbackData, ReasonData, Topic
 from shared.models import (
@@ -78,12 +79,8 @@ def counterpart_of(entity: Entity) -> Counterpart:
 
 def reader_language(request: Request, reader: Entity) -> bool:
     """Chinese or not: `Accept-Language` decides, else the language the reader wrote in."""
-    accept = request.headers.get("accept-language", "").lower()
-    if accept.startswith("zh"):
-        return True
-    if accept.startswith("en"):
-        return False
-    return is_chinese(entity_text(reader))
+    language = requested_language(request)
+    return language == "zh" if language else is_chinese(entity_text(reader))
 
 
 def public_match(match: Match, subject: Entity, other: Entity, rank: int, *, chinese: bool) -> MatchPublic:
