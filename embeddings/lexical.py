@@ -12,17 +12,21 @@ plural stemming) -> `BM25Index` (inverted index, incremental statistics).
 
 from __future__ import annotations
 
-import heapq
+import hashlib
+import json
 import logging
 import math
 import re
 import threading
 import unicodedata
+from array import array
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 import jieba
+import numpy as np
 from opencc import OpenCC
 
 logger = logging.getLogger(__name__)
@@ -33,7 +37,9 @@ __all__ = [
     "BM25Index",
     "add_domain_terms",
     "normalize_text",
+    "to_simplified",
     "tokenize",
+    "tokenizer_signature",
 ]
 
 # Domain vocabulary that jieba's general dictionary would split apart (e.g. 石墨负极 ->
@@ -100,6 +106,8 @@ _LATIN_TOKEN_RE = re.compile(rf"\d+(?:\.\d+)+|{_WORD}(?:-{_WORD})*")
 _t2s_converter: Any = None
 _jieba_tokenizer: Any = None
 _init_lock = threading.Lock()
+_added_terms: set[str] = set()  # by add_domain_terms: they change how text is tokenised
+TOKENIZER_VERSION = 1  # bump when tokenisation rules change: snapshots of tokens go stale
 
 
 def _t2s() -> Any:
@@ -132,12 +140,65 @@ def _segmenter() -> Any:
     return _jieba_tokenizer
 
 
+_t2s_changing_chars: frozenset[str] | None = None
+
+
+def _t2s_changing() -> frozenset[str] | None:
+    """Characters that some t2s dictionary entry would change (traditional forms).
+
+    A clause holding none of them comes out of the converter unchanged: every entry that
+    rewrites text contains one of them, and entries mapping to themselves change nothing.
+    None if the converter's tables cannot be read (then every clause is converted).
+    """
+    global _t2s_changing_chars
+    if _t2s_changing_chars is None:
+        converter = _t2s()
+        changing: set[str] = set()
+        try:
+            for group in converter._dict_chain_data:
+                for _max_len, _min_len, table in group:
+                    for key, value in table.items():
+                        first = value.split(" ")[0]  # the converter uses the first candidate
+                        if first == key:
+                            continue
+                        if len(first) == len(key):
+                            changing.update(a for a, b in zip(key, first, strict=True) if a != b)
+                        else:
+                            changing.update(key)
+            converter.split_chars_re.split("")  # the clause splitter `to_simplified` mirrors
+        except (AttributeError, TypeError, ValueError):
+            logger.warning("cannot read the OpenCC tables; converting every clause")
+            return None
+        _t2s_changing_chars = frozenset(changing)
+    return _t2s_changing_chars
+
+
+def to_simplified(text: str) -> str:
+    """Exactly OpenCC's t2s conversion, faster.
+
+    The converter (pure Python) splits text into clauses at punctuation and converts each
+    on its own; here only clauses that hold a character it would change go through it, so
+    simplified text, the common case, costs one set check per clause.
+    """
+    converter = _t2s()
+    changing = _t2s_changing()
+    if changing is None:
+        return str(converter.convert(text))
+    if changing.isdisjoint(text):
+        return text
+    parts = converter.split_chars_re.split(text)
+    for position in range(0, len(parts), 2):  # even positions: clauses; odd: separators
+        if not changing.isdisjoint(parts[position]):
+            parts[position] = converter._convert(parts[position], converter._dict_chain_data)
+    return "".join(parts)
+
+
 def normalize_text(text: str) -> str:
     """NFKC (full-width -> ASCII), traditional -> simplified Chinese, lower-case."""
     normalized = unicodedata.normalize("NFKC", text)
-    # Skip the (pure-Python) converter for text without any CJK character.
+    # Skip the converter for text without any CJK character.
     if _CJK_RUN_SPLIT_RE.search(normalized):
-        normalized = _t2s().convert(normalized)
+        normalized = to_simplified(normalized)
     return normalized.lower()
 
 
@@ -159,6 +220,16 @@ def add_domain_terms(terms: Iterable[str]) -> None:
             continue
         with _init_lock:
             segmenter.add_word(term)
+            _added_terms.add(term)
+    _forget_tokenisations()  # cached segmentations predate the new words
+
+
+def tokenizer_signature() -> str:
+    """Changes whenever `tokenize` may split a text differently: stored tokens are then stale."""
+    with _init_lock:
+        added = sorted(_added_terms)
+    material = json.dumps([TOKENIZER_VERSION, DEFAULT_DOMAIN_TERMS, sorted(STOPWORDS), added], ensure_ascii=False)
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:16]
 
 
 def _stem(word: str) -> str:
@@ -193,11 +264,13 @@ def _latin_tokens(segment: str) -> list[str]:
     return tokens
 
 
-def _cjk_tokens(run: str) -> list[str]:
+@lru_cache(maxsize=16384)
+def _cjk_tokens(run: str) -> tuple[str, ...]:
     # Search mode emits the whole word plus its dictionary sub-words (石墨负极 ->
-    # 石墨, 负极, 石墨负极), so partial queries still match.
+    # 石墨, 负极, 石墨负极), so partial queries still match. Cached per run (a clause
+    # between punctuation): jieba is the slow part, and boilerplate clauses repeat.
     words = _segmenter().lcut_for_search(run)
-    return [word for word in (w.strip() for w in words) if _keep(word)]
+    return tuple(word for word in (w.strip() for w in words) if _keep(word))
 
 
 def tokenize(text: str) -> list[str]:
@@ -214,12 +287,40 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+@lru_cache(maxsize=256)
+def _query_terms(text: str) -> Counter[str]:
+    """A query's term counts. Ranking one entity asks for them many times (search, scores,
+    self-score, matched terms per candidate): tokenised once. Callers must not mutate it."""
+    return Counter(tokenize(text))
+
+
+def _forget_tokenisations() -> None:
+    _cjk_tokens.cache_clear()
+    _query_terms.cache_clear()
+
+
+class _Postings:
+    """One term's postings: (slot, tf) pairs in growable C arrays, read as numpy views.
+
+    Entries of removed documents stay until the index compacts; their slots are dead.
+    """
+
+    __slots__ = ("slots", "tfs")
+
+    def __init__(self) -> None:
+        self.slots = array("q")
+        self.tfs = array("d")
+
+
 class BM25Index:
     """In-memory BM25 over an inverted index, keyed by our integer document ids.
 
     Statistics (document count, document frequencies, average length) are kept
     incrementally, so upserts and removals are O(document length) and scores always
-    reflect the current corpus. All public methods are thread-safe.
+    reflect the current corpus. Postings are numpy-readable arrays over dense document
+    slots, so `search` scores every matching document with vector arithmetic (the same
+    operations in the same order as the scalar formula, hence the same floats). All public
+    methods are thread-safe.
     """
 
     def __init__(self, *, k1: float = 1.5, b: float = 0.75) -> None:
@@ -229,10 +330,16 @@ class BM25Index:
             raise ValueError(f"b must be in [0, 1], got {b}")
         self.k1 = k1
         self.b = b
-        self._postings: dict[str, dict[int, int]] = {}  # term -> {doc_id: tf}
+        self._postings: dict[str, _Postings] = {}  # term -> entries (live and dead)
+        self._df: dict[str, int] = {}  # term -> live documents holding it
         self._doc_term_freqs: dict[int, dict[str, int]] = {}
         self._doc_lengths: dict[int, int] = {}
         self._total_length = 0
+        self._slot_of: dict[int, int] = {}  # doc id -> slot
+        self._doc_of_slot = array("q")
+        self._slot_lengths = array("d")  # -1.0 marks a dead slot
+        self._dead_entries = 0
+        self._live_entries = 0
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
@@ -247,17 +354,49 @@ class BM25Index:
 
     def add(self, doc_id: int, text: str) -> None:
         """Index `text` under `doc_id`, replacing any previous text for that id."""
+        # Tokenise outside the lock: jieba is the slow part. (Through the query cache: a new
+        # document was usually just ranked as a query.)
+        self.add_terms(doc_id, _query_terms(text))
+
+    def add_terms(self, doc_id: int, term_freqs: Mapping[str, int]) -> None:
+        """Index an already tokenised document (term -> count), e.g. from a snapshot."""
         doc_id = int(doc_id)
-        # Tokenise outside the lock: jieba is the slow part.
-        term_freqs = dict(Counter(tokenize(text)))
+        freqs = {term: int(tf) for term, tf in term_freqs.items() if tf > 0}
         with self._lock:
             self._remove_locked(doc_id)
-            for term, tf in term_freqs.items():
-                self._postings.setdefault(term, {})[doc_id] = tf
-            self._doc_term_freqs[doc_id] = term_freqs
-            length = sum(term_freqs.values())
+            slot = len(self._doc_of_slot)
+            self._slot_of[doc_id] = slot
+            self._doc_of_slot.append(doc_id)
+            length = sum(freqs.values())
+            self._slot_lengths.append(float(length))
+            for term, tf in freqs.items():
+                postings = self._postings.get(term)
+                if postings is None:
+                    postings = self._postings[term] = _Postings()
+                postings.slots.append(slot)
+                postings.tfs.append(tf)
+                self._df[term] = self._df.get(term, 0) + 1
+            self._live_entries += len(freqs)
+            self._doc_term_freqs[doc_id] = freqs
             self._doc_lengths[doc_id] = length
             self._total_length += length
+
+    def documents(self) -> dict[int, Mapping[str, int]]:
+        """Every document's term counts (for snapshots); the mappings are shared: read only."""
+        with self._lock:
+            return dict(self._doc_term_freqs)
+
+    def terms(self, doc_id: int) -> frozenset[str] | None:
+        """The distinct terms of a document, None if it is not indexed."""
+        with self._lock:
+            freqs = self._doc_term_freqs.get(int(doc_id))
+            return frozenset(freqs) if freqs is not None else None
+
+    def term_freqs(self, doc_id: int) -> dict[str, int] | None:
+        """The indexed term counts of a document (a copy), None if it is not indexed."""
+        with self._lock:
+            freqs = self._doc_term_freqs.get(int(doc_id))
+            return dict(freqs) if freqs is not None else None
 
     def remove(self, doc_id: int) -> bool:
         """Drop a document; returns False if it was not indexed."""
@@ -269,18 +408,35 @@ class BM25Index:
         if term_freqs is None:
             return False
         for term in term_freqs:
-            postings = self._postings[term]
-            del postings[doc_id]
-            if not postings:  # keep the vocabulary from growing with dead terms
-                del self._postings[term]
+            left = self._df[term] - 1
+            if left:
+                self._df[term] = left
+                self._dead_entries += 1
+            else:  # keep the vocabulary from growing with dead terms (and their dead entries)
+                del self._df[term]
+                self._dead_entries -= len(self._postings.pop(term).tfs) - 1
         self._total_length -= self._doc_lengths.pop(doc_id)
+        self._slot_lengths[self._slot_of.pop(doc_id)] = -1.0
+        self._live_entries -= len(term_freqs)
+        if self._dead_entries > max(1000, self._live_entries):
+            self._compact_locked()
         return True
+
+    def _compact_locked(self) -> None:
+        """Rebuild slots and postings from the live documents (after many removals)."""
+        documents = list(self._doc_term_freqs.items())
+        self._postings, self._df, self._slot_of = {}, {}, {}
+        self._doc_of_slot, self._slot_lengths = array("q"), array("d")
+        self._doc_term_freqs, self._doc_lengths = {}, {}
+        self._total_length = self._live_entries = self._dead_entries = 0
+        for doc_id, freqs in documents:
+            self.add_terms(doc_id, freqs)
 
     # -- scoring ------------------------------------------------------------------
 
     def _idf_locked(self, term: str) -> float:
         doc_count = len(self._doc_lengths)
-        df = len(self._postings.get(term, ()))
+        df = self._df.get(term, 0)
         return math.log(1.0 + (doc_count - df + 0.5) / (df + 0.5))
 
     def _term_weight(self, tf: int, doc_length: int, avgdl: float) -> float:
@@ -292,21 +448,39 @@ class BM25Index:
         doc_count = len(self._doc_lengths)
         return self._total_length / doc_count if doc_count else 0.0
 
-    def _score_all_locked(self, query_terms: Counter[str], excluded: Collection[int]) -> dict[int, float]:
+    def _score_all_locked(self, query_terms: Counter[str], excluded: Collection[int]) -> tuple[Any, Any]:
+        """(doc ids, scores) of every live document sharing a term with the query."""
         avgdl = self._avgdl_locked()
-        scores: dict[int, float] = {}
-        for term, query_tf in query_terms.items():
-            postings = self._postings.get(term)
-            if not postings:
-                continue
-            idf = self._idf_locked(term)
-            for doc_id, tf in postings.items():
-                if doc_id in excluded:
-                    continue
-                weight = self._term_weight(tf, self._doc_lengths[doc_id], avgdl)
-                # A term repeated in the query counts once per occurrence (as in Lucene).
-                scores[doc_id] = scores.get(doc_id, 0.0) + query_tf * idf * weight
-        return scores
+        # numpy views export the arrays' buffers, which then cannot grow: all are dropped
+        # in `finally`, also when scoring fails, before anything appends again.
+        lengths = slots = tfs = doc_of_slot = None
+        try:
+            lengths = np.frombuffer(self._slot_lengths, dtype=np.float64)
+            scores = np.zeros(len(lengths))
+            touched = np.zeros(len(lengths), dtype=bool)
+            with np.errstate(divide="ignore", invalid="ignore"):  # dead slots: discarded below
+                for term, query_tf in query_terms.items():
+                    postings = self._postings.get(term)
+                    if postings is None:
+                        continue
+                    idf = self._idf_locked(term)
+                    slots = np.frombuffer(postings.slots, dtype=np.int64)
+                    tfs = np.frombuffer(postings.tfs, dtype=np.float64)
+                    ratio = lengths[slots] / avgdl if avgdl > 0 else 1.0
+                    weight = tfs * (self.k1 + 1.0) / (tfs + self.k1 * (1.0 - self.b + self.b * ratio))
+                    # A term repeated in the query counts once per occurrence (as in Lucene).
+                    scores[slots] += query_tf * idf * weight
+                    touched[slots] = True
+            touched &= lengths >= 0.0
+            for doc_id in excluded:
+                slot = self._slot_of.get(doc_id)
+                if slot is not None:
+                    touched[slot] = False
+            hit = np.flatnonzero(touched)
+            doc_of_slot = np.frombuffer(self._doc_of_slot, dtype=np.int64)
+            return doc_of_slot[hit], scores[hit]  # fancy indexing copies
+        finally:
+            lengths = slots = tfs = doc_of_slot = None
 
     def search(self, query: str, k: int, *, exclude: Collection[int] = ()) -> list[tuple[int, float]]:
         """Top-k (doc_id, score) best first; only documents sharing a term (score > 0).
@@ -315,19 +489,25 @@ class BM25Index:
         """
         if k <= 0:
             return []
-        query_terms = Counter(tokenize(query))
+        query_terms = _query_terms(query)
         if not query_terms:
             return []
         excluded = {int(doc_id) for doc_id in exclude}
         with self._lock:
-            scores = self._score_all_locked(query_terms, excluded)
-        best = heapq.nlargest(k, scores.items(), key=lambda item: (item[1], -item[0]))
-        return [(doc_id, score) for doc_id, score in best if score > 0.0]
+            doc_ids, scores = self._score_all_locked(query_terms, excluded)
+        positive = scores > 0.0
+        doc_ids, scores = doc_ids[positive], scores[positive]
+        if len(scores) > k:  # keep the k best and anything tied with the k-th
+            kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+            keep = scores >= kth
+            doc_ids, scores = doc_ids[keep], scores[keep]
+        order = np.lexsort((doc_ids, -scores))[:k]
+        return [(int(doc_ids[i]), float(scores[i])) for i in order]
 
     def scores(self, query: str, doc_ids: Iterable[int]) -> dict[int, float]:
         """BM25 score of `query` for each requested id (0.0 if unknown or no match)."""
         wanted = [int(doc_id) for doc_id in doc_ids]
-        query_terms = Counter(tokenize(query))
+        query_terms = _query_terms(query)
         result = dict.fromkeys(wanted, 0.0)
         if not query_terms or not wanted:
             return result
@@ -351,7 +531,7 @@ class BM25Index:
 
         Meant for explanations ("matched on: 石墨负极, 负极材料").
         """
-        query_terms = set(tokenize(query))
+        query_terms = _query_terms(query)
         with self._lock:
             term_freqs = self._doc_term_freqs.get(int(doc_id))
             if not term_freqs or limit <= 0:
@@ -359,6 +539,24 @@ class BM25Index:
             weighted = [(self._idf_locked(term), term) for term in query_terms if term in term_freqs]
         weighted.sort(key=lambda item: (-item[0], item[1]))
         return [term for _, term in weighted[:limit]]
+
+    def matched_terms_many(self, query: str, doc_ids: Iterable[int], limit: int = 10) -> dict[int, list[str]]:
+        """`matched_terms` for several documents at once (the query's idfs computed once)."""
+        query_terms = _query_terms(query)
+        result: dict[int, list[str]] = {}
+        with self._lock:
+            idfs = {term: self._idf_locked(term) for term in query_terms}
+            for doc_id in doc_ids:
+                term_freqs = self._doc_term_freqs.get(int(doc_id))
+                if not term_freqs or limit <= 0:
+                    result[int(doc_id)] = []
+                    continue
+                weighted = sorted(
+                    ((idfs[term], term) for term in query_terms if term in term_freqs),
+                    key=lambda item: (-item[0], item[1]),
+                )
+                result[int(doc_id)] = [term for _, term in weighted[:limit]]
+        return result
 
     def self_score(self, query: str) -> float:
         """Score `query` would get against a document identical to itself.
@@ -368,7 +566,7 @@ class BM25Index:
         document that repeats query terms more densely than the query can exceed it,
         so clamp after dividing. 0.0 for a query without terms.
         """
-        query_terms = Counter(tokenize(query))
+        query_terms = _query_terms(query)
         query_length = sum(query_terms.values())
         if not query_length:
             return 0.0

@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 from services.bench import bench_app
 from services.bench import register_all as register_benchmarks
 from services.demo import load_demo, processing_counts
+from services.import_cli import import_command
 from services.launcher import SERVICES, LaunchError, Platform
 from shared.db import init_db, make_engine
 from shared.errors import SalonError
@@ -28,6 +29,7 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 app.add_typer(keys_app, name="keys")
 register_benchmarks()
 app.add_typer(bench_app, name="bench")
+app.command("import")(import_command)
 console = Console(soft_wrap=True)
 
 DEMO_ORGANIZER = "demo organizer"

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -125,10 +125,35 @@ def broker_process(settings: Settings) -> ManagedProcess:
     )
 
 
-def service_process(settings: Settings, name: str, env: dict[str, str]) -> ManagedProcess:
+def service_process(
+    settings: Settings, name: str, env: dict[str, str], *, instance: str | None = None
+) -> ManagedProcess:
+    """One process of service `name`; `instance` names a replica (its log file and status row)."""
+    process_name = instance or name
     return ManagedProcess(
-        name, [sys.executable, "-m", f"services.{name}.main"], settings.data_dir / "logs" / f"{name}.log", env=env
+        process_name,
+        [sys.executable, "-m", f"services.{name}.main"],
+        settings.data_dir / "logs" / f"{process_name}.log",
+        env=env,
     )
+
+
+def replica_names(service: str, count: int) -> list[str]:
+    """`matcher` for a single process, `matcher-1`, `matcher-2`, … for replicas."""
+    if count < 1:
+        raise ConfigurationError(f"{service} needs at least one replica, got {count}")
+    return [service] if count == 1 else [f"{service}-{i}" for i in range(1, count + 1)]
+
+
+def replica_env(settings: Settings, env: dict[str, str], service: str, instance: str) -> dict[str, str]:
+    """A replica's environment: its own name (status row, client ids) and, for a matcher, its
+    own snapshot folder (each replica holds and snapshots a full index)."""
+    if instance == service:
+        return {**env, "SALON_INSTANCE_ID": ""}  # the platform names its processes, not the environment
+    extra = {"SALON_INSTANCE_ID": instance}
+    if service == "matcher":
+        extra["SALON_INDEX_DIR"] = str((settings.resolved_index_dir / instance).resolve())
+    return {**env, **extra}
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -153,12 +178,28 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class Platform:
     """The whole platform as a context manager: broker (unless external) + four services."""
 
-    def __init__(self, settings: Settings, *, services: Sequence[str] = SERVICES) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        services: Sequence[str] = SERVICES,
+        replicas: Mapping[str, int] | None = None,
+    ) -> None:
         self.settings = settings
         self.embedded_broker = not settings.kafka_bootstrap
         self.env = settings_env(settings)
         self.broker: ManagedProcess | None = broker_process(settings) if self.embedded_broker else None
-        self.services = {name: service_process(settings, name, self.env) for name in services}
+        # Processes by name: the service name for a single process, service-N for replicas.
+        self.replicas = {name: replica_names(name, (replicas or {}).get(name, 1)) for name in services}
+        if len(self.replicas.get("api", [])) > 1:
+            raise ConfigurationError("one api process per machine: replicas share its port")
+        self.services = {
+            instance: service_process(
+                settings, name, replica_env(settings, self.env, name, instance), instance=instance
+            )
+            for name, instances in self.replicas.items()
+            for instance in instances
+        }
         self.engine = make_engine(settings.resolved_database_url)
 
     @property
@@ -197,12 +238,12 @@ class Platform:
                 lambda: port_open(self.settings.api_host, self.settings.api_port), 60, "the api", self.services["api"]
             )
         for name in ("matcher", "embedder", "notifier"):
-            if name in self.services:
+            for instance in self.replicas.get(name, []):
                 self._wait(
-                    partial(self._is_ready, name),
+                    partial(self._is_ready, instance),
                     180,
-                    f"the {name}",
-                    self.services[name],
+                    f"the {instance}",
+                    self.services[instance],
                     on_progress=on_progress,
                 )
 
@@ -238,8 +279,8 @@ class Platform:
     def stop(self) -> None:
         # Front door first, so nothing new arrives while consumers finish their batch.
         for name in ("api", "embedder", "matcher", "notifier"):
-            if name in self.services:
-                self.services[name].stop()
+            for instance in self.replicas.get(name, []):
+                self.services[instance].stop()
         if self.broker is not None:
             self.broker.kill()  # memory-only: nothing to flush, and it ignores SIGTERM
         self.engine.dispose()

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -19,14 +20,17 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
-from kafka.structs import OffsetAndMetadata, TopicPartition
+from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
 
+from shared import faults, metrics
 from shared.errors import BusError, PoisonMessageError, SalonError
 from shared.events import Envelope
+from shared.logs import log_context
 
 log = logging.getLogger(__name__)
 
 DLQ_SUFFIX = ".dlq"
+_LAG_TIMEOUT_MS = 3000  # lag is measured in the consumer loop: never stall it for long
 
 
 class RetryableError(SalonError):
@@ -191,6 +195,7 @@ class Consumer:
         max_poll_interval_ms: int = 30000,
         max_attempts: int = 5,
         dedupe_cache_size: int = 10000,
+        lag_every_s: float = 5.0,
         **overrides: Any,
     ) -> None:
         config: dict[str, Any] = {
@@ -209,11 +214,23 @@ class Consumer:
         except KafkaError as exc:
             raise BusError(f"cannot join group {group_id} on {bootstrap}: {exc}") from exc
         self.group_id = group_id
+        self._session_timeout_s = session_timeout_ms / 1000
+        self._topics = set(topics)
+        self._topic_ids: dict[str, str] = {}
+        self._recreated: set[str] = set()
+        self._recreated_lock = threading.Lock()
+        self._watch_topic_ids()
         self._publisher = publisher
         self._max_attempts = max_attempts
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._recent_size = dedupe_cache_size
-        self.stats = {"handled": 0, "duplicates": 0, "dead_lettered": 0, "retries": 0}
+        self.stats = {"handled": 0, "duplicates": 0, "dead_lettered": 0, "retries": 0, "lag": 0}
+        # Lag is measured from the loop's own thread (KafkaConsumer is not thread-safe), at most this often.
+        self._lag_every_s = lag_every_s
+        self._lag_due = 0.0
+        self._lag_partitions: set[TopicPartition] = set()
+        # Records of the current batch already in the DLQ, so a retried batch does not send them twice.
+        self._dead_lettered: set[tuple[str, int, int]] = set()
 
     # --- public loop -----------------------------------------------------------------
     def run(self, handler: EventHandler, *, stop: threading.Event, **batching: int) -> None:
@@ -221,7 +238,8 @@ class Consumer:
 
         def per_event(batch: list[Message]) -> None:
             for message in batch:
-                handler(message.envelope)
+                with log_context(**message_fields([message])):
+                    handler(message.envelope)
 
         self.run_batches(per_event, stop=stop, **batching)
 
@@ -240,9 +258,12 @@ class Consumer:
         stop: threading.Event | None = None,
     ) -> int:
         """Poll one batch, handle it, commit it. Returns the number of records consumed."""
-        records = self._poll_batch(max_batch, max_wait_ms)
+        records = self._rewind_recreated_topics(self._poll_batch(max_batch, max_wait_ms))
+        if time.monotonic() >= self._lag_due:
+            self.refresh_lag()
         if not records:
             return 0
+        metrics.count_by_topic(metrics.EVENTS_CONSUMED, self.group_id, records)
         attempt = 0
         while True:
             attempt += 1
@@ -251,52 +272,163 @@ class Consumer:
                 break
             except (RetryableError, BusError) as exc:  # the store or the broker is away: never give up
                 self.stats["retries"] += 1
-                log.warning("retryable failure in %s (attempt %d): %s", self.group_id, attempt, exc)
-            except Exception as exc:  # noqa: BLE001 - the error hook decides: retry, then dead-letter
+                metrics.count_by_topic(metrics.EVENTS_FAILED, self.group_id, records)
+                log.warning(
+                    "retryable failure in %s (attempt %d): %s",
+                    self.group_id,
+                    attempt,
+                    exc,
+                    extra=record_fields(records),
+                )
+            except Exception as exc:  # the error hook decides: retry, then dead-letter
                 self.stats["retries"] += 1
+                metrics.count_by_topic(metrics.EVENTS_FAILED, self.group_id, records)
                 if attempt >= self._max_attempts:
-                    log.error("giving up on batch in %s after %d attempts: %s", self.group_id, attempt, exc)
+                    log.error(
+                        "giving up on batch in %s after %d attempts: %s",
+                        self.group_id,
+                        attempt,
+                        exc,
+                        exc_info=True,
+                        extra=record_fields(records),
+                    )
                     self._dead_letter_each(records, handler, exc)
                     break
-                log.warning("failure in %s (attempt %d): %r", self.group_id, attempt, exc)
+                log.warning(
+                    "failure in %s (attempt %d): %r",
+                    self.group_id,
+                    attempt,
+                    exc,
+                    exc_info=True,
+                    extra=record_fields(records),
+                )
             if stop is not None and stop.is_set():
                 return 0  # offsets stay uncommitted: the batch is handled again after restart
             time.sleep(min(0.2 * 2**attempt, 5.0))
+        faults.reach("after_effect_before_commit")
         self._commit(records)
         return len(records)
 
     def close(self) -> None:
+        # Tansu (the embedded broker) never completes a rebalance when a member leaves the group
+        # in the middle of its own join: the next member waits for minutes (reproduced with bare
+        # kafka-python). So a member still joining first finishes the join (its fetched records
+        # are not committed: the next owner gets them), and one that cannot leaves by session expiry.
+        deadline = time.monotonic() + self._session_timeout_s
         try:
+            while self._joining() and time.monotonic() < deadline:
+                self._consumer.poll(timeout_ms=200)
+            if self._joining():
+                log.warning("%s: still joining at close; leaving the group by session expiry", self.group_id)
+                return
             self._consumer.close()
         except KafkaError:  # closing a consumer whose broker went away must not mask the real error
             log.debug("consumer close failed", exc_info=True)
+
+    def _joining(self) -> bool:
+        return bool(self._consumer.group_metadata().state == MemberState.REBALANCING)
 
     @property
     def assignment(self) -> set[TopicPartition]:
         return set(self._consumer.assignment())
 
+    def refresh_lag(self) -> dict[TopicPartition, int]:
+        """End offset minus committed offset of each partition this member owns; sets the
+        `salon_consumer_lag` gauges and `stats["lag"]`. Call from the consumer's own thread."""
+        self._lag_due = time.monotonic() + self._lag_every_s
+        owned = self.assignment
+        for gone in self._lag_partitions - owned:  # now another member's to report
+            with contextlib.suppress(KeyError):  # never measured
+                metrics.CONSUMER_LAG.remove(self.group_id, gone.topic, str(gone.partition))
+        self._lag_partitions = owned
+        if not owned:
+            self.stats["lag"] = 0
+            return {}
+        try:
+            ends = self._consumer.end_offsets(list(owned), timeout_ms=_LAG_TIMEOUT_MS)
+            committed = {tp: self._consumer.committed(tp, timeout_ms=_LAG_TIMEOUT_MS) for tp in owned}
+            never = [tp for tp, offset in committed.items() if offset is None]
+            starts = self._consumer.beginning_offsets(never, timeout_ms=_LAG_TIMEOUT_MS) if never else {}
+        except KafkaError as exc:  # measured again next time; consuming matters more
+            log.debug("could not measure lag in %s: %s", self.group_id, exc)
+            return {}
+        lag: dict[TopicPartition, int] = {}
+        for tp in owned:
+            position = committed[tp]
+            lag[tp] = max(0, ends.get(tp, 0) - (starts.get(tp, 0) if position is None else position))
+            metrics.CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(lag[tp])
+        self.stats["lag"] = sum(lag.values())
+        self.stats["lag_measured_at"] = int(time.time())  # the reconciler trusts only a recent measurement
+        return lag
+
     # --- internals -------------------------------------------------------------------
+    def _watch_topic_ids(self) -> None:
+        """Notice when a subscribed topic is deleted and created again under the same name.
+
+        The embedded broker is memory-only: after a restart every topic is new and starts at
+        offset 0, but this member keeps fetching from its old positions, and Tansu answers a
+        fetch past the end with nothing rather than OFFSET_OUT_OF_RANGE. Without a rewind, the
+        first records of each new partition would be skipped. kafka-python sees the new topic
+        id in its metadata; there is no public hook for it, hence the cluster listener.
+        """
+        cluster = getattr(self._consumer, "_cluster", None)
+        if cluster is None or not hasattr(cluster, "add_listener") or not hasattr(cluster, "topic_id"):
+            log.warning(
+                "%s: cannot watch topic ids with this kafka-python; a re-created topic is not rewound", self.group_id
+            )
+            return
+
+        def on_metadata(updated: Any) -> None:  # runs on kafka-python's network thread
+            for topic in self._topics:
+                topic_id = updated.topic_id(topic)
+                if topic_id is None:
+                    continue
+                with self._recreated_lock:
+                    known = self._topic_ids.setdefault(topic, topic_id)
+                    if known != topic_id:
+                        self._topic_ids[topic] = topic_id
+                        self._recreated.add(topic)
+
+        cluster.add_listener(on_metadata)
+
+    def _rewind_recreated_topics(self, records: list[Any]) -> list[Any]:
+        """Read re-created topics again from their beginning (as a reset to 'earliest' after
+        OFFSET_OUT_OF_RANGE would); records just polled from them come again, so they are dropped."""
+        with self._recreated_lock:
+            recreated, self._recreated = self._recreated, set()
+        if not recreated:
+            return records
+        owned = [tp for tp in self._consumer.assignment() if tp.topic in recreated]
+        log.warning(
+            "%s: %s re-created (broker restarted?); reading it from the start", self.group_id, sorted(recreated)
+        )
+        if owned:
+            self._consumer.seek_to_beginning(*owned)
+        return [record for record in records if record.topic not in recreated]
+
     def _poll_batch(self, max_batch: int, max_wait_ms: int) -> list[Any]:
+        """Up to `max_batch` records: waits up to `max_wait_ms` for the first ones, then takes
+        only what has already arrived. Lingering for a fuller batch would add up to
+        `max_wait_ms` to every event's latency at a steady rate (measured by `salon bench
+        latency`); under load, batches fill by themselves while the handler works."""
         records: list[Any] = []
-        deadline = time.monotonic() + max_wait_ms / 1000
+        timeout_ms = max_wait_ms
         while len(records) < max_batch:
-            remaining_ms = int((deadline - time.monotonic()) * 1000)
-            if remaining_ms <= 0 and records:
-                break
             try:
-                polled = self._consumer.poll(
-                    timeout_ms=max(remaining_ms, 0) if records else max_wait_ms, max_records=max_batch - len(records)
-                )
+                polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_batch - len(records))
             except KafkaError as exc:
                 raise BusError(f"poll failed in {self.group_id}: {exc}") from exc
             for partition_records in polled.values():
                 records.extend(partition_records)
-            if not polled and (not records or time.monotonic() >= deadline):
+            if not polled:
                 break
+            timeout_ms = 0
         return records
 
     def _handle(self, records: list[Any], handler: BatchHandler) -> None:
         batch: list[Message] = []
+        sources: list[Any] = []  # the record of each message in `batch`
+        duplicates: list[Any] = []  # counted once the batch succeeds, not on every retry
         batch_ids: set[str] = set()
         for record in records:
             try:
@@ -307,21 +439,29 @@ class Consumer:
                 continue
             if envelope.id in self._recent or envelope.id in batch_ids:
                 self.stats["duplicates"] += 1
+                duplicates.append(record)
                 continue
             batch_ids.add(envelope.id)
             batch.append(Message(envelope, record.topic, record.partition, record.offset))
+            sources.append(record)
         if batch:
             try:
-                handler(batch)
+                with log_context(**message_fields(batch)), metrics.HANDLER_DURATION.labels(self.group_id).time():
+                    handler(batch)
             except PoisonMessageError as exc:
+                # The poison is among the decoded records (the undecodable ones are dead-lettered already).
                 if len(batch) == 1:
-                    self._send_to_dlq(records[-1], exc)
+                    self._send_to_dlq(sources[0], exc)
                     return
-                self._dead_letter_each(records, handler, exc)
+                self._dead_letter_each(sources, handler, exc)
                 return
         for message in batch:
             self._remember(message.envelope.id)
         self.stats["handled"] += len(batch)
+        metrics.count_by_topic(metrics.EVENTS_DUPLICATE, self.group_id, duplicates)
+        if batch:
+            metrics.count_by_topic(metrics.EVENTS_HANDLED, self.group_id, batch)
+            log.info("handled %d event(s) from %s", len(batch), batch[0].topic, extra=message_fields(batch))
 
     def _dead_letter_each(self, records: list[Any], handler: BatchHandler, batch_error: Exception) -> None:
         """Isolate the bad record(s): handle one by one, dead-letter those that still fail."""
@@ -332,12 +472,16 @@ class Consumer:
                     continue
                 handler([Message(envelope, record.topic, record.partition, record.offset)])
                 self._remember(envelope.id)
+                metrics.EVENTS_HANDLED.labels(self.group_id, record.topic).inc()
             except (RetryableError, BusError):
                 raise
             except Exception as exc:  # noqa: BLE001 - recorded in the DLQ with its error
                 self._send_to_dlq(record, exc if len(records) > 1 else batch_error)
 
     def _send_to_dlq(self, record: Any, error: Exception) -> None:
+        where = (record.topic, record.partition, record.offset)
+        if where in self._dead_lettered:
+            return
         headers = [
             ("salon-error", f"{type(error).__name__}: {error}"[:2000].encode()),
             ("salon-source-topic", record.topic.encode()),
@@ -346,8 +490,18 @@ class Consumer:
             ("salon-consumer-group", self.group_id.encode()),
         ]
         self._publisher.publish_raw([(record.topic + DLQ_SUFFIX, record.key, record.value, headers)])
+        self._dead_lettered.add(where)
         self.stats["dead_lettered"] += 1
-        log.error("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, error)
+        metrics.EVENTS_DEAD_LETTERED.labels(self.group_id, record.topic).inc()
+        log.error(
+            "dead-lettered %s[%d]@%d: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            error,
+            exc_info=error,
+            extra=record_fields([record]),
+        )
 
     def _remember(self, event_id: str) -> None:
         self._recent[event_id] = None
@@ -355,6 +509,7 @@ class Consumer:
             self._recent.popitem(last=False)
 
     def _commit(self, records: list[Any]) -> None:
+        self._dead_lettered.clear()
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
@@ -366,3 +521,42 @@ class Consumer:
             # A rebalance took the partition away: its new owner re-handles these records,
             # which is harmless because every effect is idempotent.
             log.warning("commit failed in %s (records will be re-delivered): %s", self.group_id, exc)
+
+
+def message_fields(batch: Sequence[Message]) -> dict[str, Any]:
+    """Log fields naming the event(s) in hand: all of them for one, ids (up to 20) for a batch."""
+    if len(batch) == 1:
+        message = batch[0]
+        return {
+            "event_id": message.envelope.id,
+            "event_type": message.envelope.type,
+            "entity_id": message.envelope.subject,
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+        }
+    topics = sorted({message.topic for message in batch})
+    return {
+        "topic": topics[0] if len(topics) == 1 else topics,
+        "batch_size": len(batch),
+        "event_ids": [message.envelope.id for message in batch[:20]],
+    }
+
+
+def record_fields(records: Sequence[Any]) -> dict[str, Any]:
+    """Log fields naming raw records (before or without decoding a whole batch)."""
+    if len(records) == 1:
+        record = records[0]
+        try:
+            event_id: str | None = Envelope.from_bytes(record.value).id
+        except PoisonMessageError:
+            event_id = None
+        return {
+            "event_id": event_id,
+            "entity_id": record.key.decode(errors="replace") if record.key else None,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+        }
+    topics = sorted({record.topic for record in records})
+    return {"topic": topics[0] if len(topics) == 1 else topics, "batch_size": len(records)}

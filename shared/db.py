@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, create_engine
 
-from shared import models  # noqa: F401 - registers every table on SQLModel.metadata
+from shared import (
+    audit,  # noqa: F401 - and the audit log
+    models,  # noqa: F401 - registers every table on SQLModel.metadata
+)
 from shared.bus import RetryableError
+from shared.confidential import models as confidential_models  # noqa: F401 - and the confidential tables
 from shared.models import ProcessedEvent
 from shared.sessions import models as session_models  # noqa: F401 - and the session tables
 from shared.webhooks import models as webhook_models  # noqa: F401 - and the webhook tables
@@ -27,24 +32,35 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+DEFAULT_LOCK_TIMEOUT_MS = 30000  # background workers wait long for a lock; they retry anyway
+
+
+def make_engine(url: str, *, lock_timeout_ms: int | None = None, **kwargs: Any) -> Engine:
+    """An engine for `url`. `lock_timeout_ms` bounds how long a statement waits for a lock
+    (SQLite busy timeout, PostgreSQL `lock_timeout`); past it the statement fails with an
+    OperationalError, which the API answers with 503 and workers retry. None: 30 s on
+    SQLite, the server's setting on PostgreSQL."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        busy_ms = lock_timeout_ms or DEFAULT_LOCK_TIMEOUT_MS
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_ms / 1000}, **kwargs)
+        event.listen(engine, "connect", partial(_sqlite_pragmas, busy_ms=busy_ms))
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, **kwargs)
+    connect_args: dict[str, Any] = {"connect_timeout": 10}
+    if lock_timeout_ms is not None:
+        connect_args["options"] = f"-c lock_timeout={int(lock_timeout_ms)}"
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args=connect_args, **kwargs)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_ms: int = DEFAULT_LOCK_TIMEOUT_MS) -> None:
     # WAL lets the api, matcher and notifier processes read while one writes.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

@@ -16,6 +16,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints, 
 from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from shared.confidential.fields import Attachments, Contact, Financials
+from shared.json_types import JsonBool, JsonNumber
 from shared.vocab import (
     ChainAction,
     ChainPosition,
@@ -55,7 +57,7 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=8000)]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
 Region = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=120)]
-Amount = Annotated[float, Field(gt=0, le=1e13)]
+Amount = Annotated[JsonNumber, Field(gt=0, le=1e13)]
 
 
 class EntityStatus(StrEnum):
@@ -100,6 +102,11 @@ class PitchBase(SQLModel):
 class PitchCreate(PitchBase, _StrictInput):  # type: ignore[misc]
     sectors: Annotated[list[Label], Field(min_length=1, max_length=10)]
     needs: Annotated[list[PitchNeedCode], Field(max_length=7)] = []
+    # Confidential: stored apart from the pitch (shared.confidential), never embedded or matched,
+    # shown to a counterpart only after staged disclosure. On PUT a part left out is kept.
+    financials: Financials | None = None
+    contact: Contact | None = None
+    attachments: Attachments | None = None
 
 
 class Pitch(PitchBase, table=True):
@@ -148,6 +155,7 @@ class MandateCreate(MandateBase, _StrictInput):  # type: ignore[misc]
     stages: Annotated[list[StageCode], Field(min_length=1, max_length=8)]
     regions: Annotated[list[Region], Field(max_length=30)] = []
     exclusions: Annotated[list[Label], Field(max_length=30)] = []
+    relocation_required: JsonBool = False
 
     @model_validator(mode="after")
     def _ticket_range(self) -> MandateCreate:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -29,13 +30,32 @@ class Settings(BaseSettings):
     kafka_heartbeat_interval_ms: int = Field(1000, description="Consumer-group heartbeat interval.")
     kafka_max_poll_interval_ms: int = Field(30000, description="Max time between polls before a consumer is evicted.")
     topic_prefix: str = Field("salon", description="Prefix of every topic name (salon.submissions, ...).")
+    instance_id: str = Field(
+        "",
+        description="This replica's name in status rows and Kafka client ids (e.g. matcher-2); "
+        "`{hostname}` is replaced by the host name; empty means the service name.",
+    )
 
     model: str = Field("packaged:all-MiniLM-L6-v2", description="sentence-transformers model name or path.")
     embedding_dim: int = Field(384, ge=8, description="Dimension of the model's vectors (384 for MiniLM).")
-    embed_batch_size: int = Field(64, ge=1, description="Embedder: at most this many texts per batch ...")
+    embed_batch_size: int = Field(16, ge=1, description="Embedder: texts per model forward pass (encode batch size).")
+    embed_poll_size: int = Field(
+        256,
+        ge=1,
+        description="Embedder: at most this many submissions per poll, sorted by length before encoding ...",
+    )
     embed_batch_wait_ms: int = Field(200, ge=0, description="... or whatever arrived within this many ms.")
     index_dir: Path | None = Field(None, description="FAISS snapshots; default <data_dir>/index.")
     index_snapshot_every: int = Field(200, ge=1, description="Matcher snapshots its indices after this many adds.")
+    index_exact_max: int = Field(
+        20_000,
+        ge=1,
+        description="Up to this many vectors per kind the FAISS index searches exactly (flat); above, IVF-SQ8.",
+    )
+    index_ivf_nprobe: int = Field(32, ge=1, description="IVF lists scanned per query (more: higher recall, slower).")
+    index_ivf_list_factor: float = Field(
+        4.0, gt=0, description="IVF lists = factor × √vectors, chosen each time the index (re)trains."
+    )
 
     match_top_k: int = Field(10, ge=1, le=100, description="Counterparts proposed per kind for each entity.")
     match_min_score: float = Field(0.12, ge=0, le=1, description="Proposals scoring below this are not published.")
@@ -61,12 +81,37 @@ class Settings(BaseSettings):
     )
 
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Request bodies over this size get a 413.")
+    import_max_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, description="POST /v1/imports only: files over this size get a 413."
+    )
+    import_batch_size: int = Field(
+        500, ge=1, le=10000, description="Bulk import: rows (each with its event) per database transaction."
+    )
     rate_limit_per_minute: int = Field(1200, ge=1, description="Sustained requests per minute per API key (429 above).")
     rate_limit_burst: int = Field(120, ge=1, description="Requests a key may send at once before the rate applies.")
 
     outbox_poll_ms: int = Field(200, ge=10, description="Outbox relay poll interval.")
     reconcile_after_s: int = Field(120, ge=5, description="Entities stuck this long in a state are re-driven.")
+    db_lock_timeout_ms: int = Field(
+        5000,
+        ge=100,
+        description="API: a write waiting longer than this for a database lock gets a 503 with Retry-After.",
+    )
+    fault_inject: str = Field(
+        "",
+        description="Tests only: service.point[@N],… makes a process SIGKILL itself there once; production refuses it.",
+    )
     log_level: str = Field("INFO", description="Python logging level.")
+    log_format: Literal["json", "text"] = Field(
+        "json", description="Service logs: one JSON object per line (`json`) or readable lines (`text`)."
+    )
+    metrics_port: int = Field(
+        0,
+        ge=-1,
+        le=65535,
+        description="Workers' Prometheus endpoint: a port, 0 = a free port (in the heartbeat), -1 = off.",
+    )
+    metrics_host: str = Field("127.0.0.1", description="Address the workers' metrics endpoint binds to.")
 
     webhook_allow_loopback: bool = Field(
         False, description="Development only: allow webhook URLs on loopback (and plain http there)."
@@ -94,6 +139,8 @@ class Settings(BaseSettings):
                 raise ConfigurationError("production needs SALON_DATABASE_URL pointing at PostgreSQL")
             if not self.kafka_bootstrap:
                 raise ConfigurationError("production needs SALON_KAFKA_BOOTSTRAP pointing at Apache Kafka")
+            if self.fault_inject:
+                raise ConfigurationError("SALON_FAULT_INJECT is for fault tests; production refuses it")
             if self.webhook_allow_loopback:
                 raise ConfigurationError("SALON_WEBHOOK_ALLOW_LOOPBACK is for development; production refuses it")
 
@@ -111,6 +158,12 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"
+
+    def instance_name(self, service: str) -> str:
+        """This replica's name (`SALON_INSTANCE_ID`, `{hostname}` filled in), else the service name."""
+        if not self.instance_id:
+            return service
+        return self.instance_id.replace("{hostname}", socket.gethostname())
 
 
 @lru_cache

@@ -1,14 +1,33 @@
-"""Validation errors as field-level messages, in Chinese when the caller prefers it."""
+"""Validation errors as field-level messages, in Chinese when the caller prefers it; a
+database that is locked or away as a retryable 503, never a 500."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+from shared.bus import RetryableError
+
+log = logging.getLogger(__name__)
+
+# The database errors that say "not now" rather than "never": locked (SQLite busy timeout,
+# PostgreSQL lock_timeout), unreachable, a connection killed under us, no pooled connection free.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeoutError, RetryableError)
+RETRY_AFTER_S = 2
+DATABASE_BUSY_DETAIL = (
+    "the database is busy or unavailable; nothing was stored, retry / 数据库繁忙或不可用，未保存任何内容，请稍后重试"
+)
 
 ZH_MESSAGES = {
     "missing": "必填字段缺失",
@@ -84,4 +103,40 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
                 "errors": errors,
             }
         ),
+    )
+
+
+def database_unavailable_response() -> JSONResponse:
+    """503 + Retry-After with a bilingual Problem body (the transaction was rolled back)."""
+    return JSONResponse(
+        status_code=503, content={"detail": DATABASE_BUSY_DETAIL}, headers={"Retry-After": str(RETRY_AFTER_S)}
+    )
+
+
+async def database_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("%s %s: database unavailable, answered 503: %s", request.method, request.url.path, exc)
+    return database_unavailable_response()
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (routes sharing a path are separate objects,
+    so Starlette's own 405 lists only the first one's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match in (Match.FULL, Match.PARTIAL):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """FastAPI's HTTP error answers, except a 405: bilingual, with a complete `Allow` header."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code != 405:
+        return await http_exception_handler(request, exc)
+    allow = ", ".join(allowed_methods(request))
+    return JSONResponse(
+        status_code=405,
+        content={"detail": f"method {request.method} not allowed here; allowed: {allow} / 不支持该请求方法"},
+        headers={"Allow": allow},
     )

@@ -1,6 +1,7 @@
 """Abuse resistance at the front door, as plain ASGI middleware (no request parsing twice):
 
-* `BodySizeLimit` — a body over the limit is a 413, whether or not it declared its length;
+* `BodySizeLimit` — a body over the limit is a 413, whether or not it declared its length
+                    (a route may have its own limit: file imports get SALON_IMPORT_MAX_BYTES);
 * `RateLimit`     — a token bucket per API key (per client address without one): 429 with
                     `Retry-After`. Buckets live in the api process, so with N replicas a key
                     gets N times the rate; a shared store is the scaling work's concern;
@@ -13,16 +14,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from services.api.errors import DATABASE_BUSY_DETAIL, DATABASE_UNAVAILABLE, RETRY_AFTER_S
 from shared.models import IdempotencyRecord
+
+log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -31,6 +36,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REPLAY_WAIT_S = 15.0  # how long a repeat waits for the first request to finish
+COMPLETE_RETRY_S = 60.0  # how long the outcome of a request is retried into a busy database
 
 
 async def send_json(send: Send, status: int, body: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
@@ -99,28 +105,35 @@ def replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+def limit_for(scope: Scope, default: int, path_limits: Mapping[str, int]) -> int:
+    """The body cap of this request: a route's own (e.g. file imports) or the default."""
+    return path_limits.get(scope.get("path", ""), default)
+
+
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, path_limits: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
+        limit = limit_for(scope, self.max_bytes, self.path_limits)
         declared = header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, limit)
             return
         try:
-            body = await read_body(receive, self.max_bytes)
+            body = await read_body(receive, limit)
         except BodyTooLarge:
-            await self._refuse(send)
+            await self._refuse(send, limit)
             return
         await self.app(scope, replaying(body, receive), send)
 
-    async def _refuse(self, send: Send) -> None:
-        await send_json(send, 413, {"detail": f"request body over {self.max_bytes} bytes / 请求体过大"})
+    async def _refuse(self, send: Send, limit: int) -> None:
+        await send_json(send, 413, {"detail": f"request body over {limit} bytes / 请求体过大"})
 
 
 class TokenBuckets:
@@ -169,9 +182,10 @@ class RateLimit:
 
 
 class Idempotency:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, path_limits: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = header(scope, b"idempotency-key") if scope["type"] == "http" else None
@@ -191,16 +205,24 @@ class Idempotency:
             )
             return
         try:
-            body = await read_body(receive, self.max_body_bytes)
+            limit = limit_for(scope, self.max_body_bytes, self.path_limits)
+            body = await read_body(receive, limit)
         except BodyTooLarge:
-            await send_json(send, 413, {"detail": f"request body over {self.max_body_bytes} bytes / 请求体过大"})
+            await send_json(send, 413, {"detail": f"request body over {limit} bytes / 请求体过大"})
             return
         engine = scope["app"].state.engine
         record_scope = f"{caller_fingerprint(scope)}:{scope['path']}"
         request_hash = hashlib.sha256(body).hexdigest()
-        record_id = await asyncio.to_thread(self._claim, engine, record_scope, key, request_hash)
-        if record_id is None:
-            await self._replay(engine, record_scope, key, request_hash, send)
+        try:
+            record_id = await asyncio.to_thread(self._claim, engine, record_scope, key, request_hash)
+            if record_id is None:
+                await self._replay(engine, record_scope, key, request_hash, send)
+                return
+        except DATABASE_UNAVAILABLE as exc:  # nothing claimed or sent yet: the client retries with the same key
+            log.warning("idempotency record: database unavailable, answered 503: %s", exc)
+            await send_json(
+                send, 503, {"detail": DATABASE_BUSY_DETAIL}, [(b"retry-after", str(RETRY_AFTER_S).encode())]
+            )
             return
         captured: dict[str, Any] = {"status": 500, "body": [], "content_type": "application/json"}
 
@@ -233,6 +255,22 @@ class Idempotency:
 
     @staticmethod
     def _complete(engine: Any, record_id: int | None, captured: dict[str, Any]) -> None:
+        """Store the response for replay (or forget a failure), retrying while the database is busy:
+        a record left pending would answer every repeat with 409 "in progress"."""
+        deadline = time.monotonic() + COMPLETE_RETRY_S
+        delay = 0.1
+        while True:
+            try:
+                Idempotency._complete_once(engine, record_id, captured)
+                return
+            except DATABASE_UNAVAILABLE:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    @staticmethod
+    def _complete_once(engine: Any, record_id: int | None, captured: dict[str, Any]) -> None:
         with Session(engine) as session:
             record = session.get(IdempotencyRecord, record_id)
             if record is None:

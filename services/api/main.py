@@ -12,11 +12,33 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.api.errors import Problem, ValidationProblem, validation_error_handler
+from services.api import observability
+from services.api.errors import (
+    DATABASE_UNAVAILABLE,
+    Problem,
+    ValidationProblem,
+    database_unavailable_handler,
+    http_error_handler,
+    validation_error_handler,
+)
 from services.api.guards import BodySizeLimit, Idempotency, RateLimit, TokenBuckets
+from services.api.observability import RequestObservability
 from services.api.reconcile import run_reconciler
-from services.api.routes import console, health, matches, notifications, submissions, taxonomy, triads, webhooks
+from services.api.routes import audit as audit_log
+from services.api.routes import (
+    confidential,
+    console,
+    health,
+    imports,
+    matches,
+    notifications,
+    submissions,
+    taxonomy,
+    triads,
+    webhooks,
+)
 from services.api.routes import sessions as salon_sessions
 from services.api.stream import MatchHub, run_match_feed
 from services.runtime import connect_bus, setup_logging
@@ -79,7 +101,10 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
-        engine = make_engine(settings.resolved_database_url)
+        # A request waits at most db_lock_timeout_ms for a lock, then gets a 503 (errors.py).
+        engine = make_engine(settings.resolved_database_url, lock_timeout_ms=settings.db_lock_timeout_ms)
+        # The relay and the reconciler have no client waiting: they wait out locks instead.
+        background_engine = make_engine(settings.resolved_database_url)
         init_db(engine)
         probe = BrokerProbe(settings.bootstrap)
         holder: dict[str, OutboxRelay] = {}
@@ -93,9 +118,11 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
             threads = [
                 threading.Thread(target=probe.run, args=(stop,), name="broker-probe", daemon=True),
                 threading.Thread(
-                    target=_run_relay, args=(settings, engine, stop, holder), name="api-relay", daemon=True
+                    target=_run_relay, args=(settings, background_engine, stop, holder), name="api-relay", daemon=True
                 ),
-                threading.Thread(target=run_reconciler, args=(engine, settings, stop), name="reconciler", daemon=True),
+                threading.Thread(
+                    target=run_reconciler, args=(background_engine, settings, stop), name="reconciler", daemon=True
+                ),
                 threading.Thread(target=run_match_feed, args=(settings, hub, stop), name="match-feed", daemon=True),
             ]
         for thread in threads:
@@ -107,6 +134,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
             for thread in threads:
                 thread.join(timeout=10)
             engine.dispose()
+            background_engine.dispose()
 
     app = FastAPI(
         title="salon API",
@@ -121,19 +149,29 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
             413: {"model": Problem, "description": "Request body too large"},
             422: {"model": ValidationProblem, "description": "Invalid input; nothing was stored"},
             429: {"model": Problem, "description": "Rate limited; see Retry-After"},
+            503: {"model": Problem, "description": "Database busy or away; nothing was stored; see Retry-After"},
         },
     )
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    for database_error in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(database_error, database_unavailable_handler)
     # Added last = runs first: rate limit, then the body cap, then idempotent replay.
-    app.add_middleware(Idempotency, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    body_limits = {imports.IMPORTS_PATH: settings.import_max_bytes}  # files get their own documented cap
+    app.add_middleware(Idempotency, max_body_bytes=settings.max_body_bytes, path_limits=body_limits)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, path_limits=body_limits)
     app.add_middleware(
         RateLimit,
         buckets=TokenBuckets(rate=settings.rate_limit_per_minute / 60, burst=settings.rate_limit_burst),
     )
+    app.add_middleware(RequestObservability)  # outermost: times and logs refusals too
+    app.include_router(observability.router)  # GET /metrics
     for router in submissions.routers:
         app.include_router(router)
     app.include_router(matches.router)
+    app.include_router(imports.router)
+    app.include_router(confidential.router)
+    app.include_router(audit_log.router)
     app.include_router(triads.router)
     app.include_router(taxonomy.router)
     app.include_router(notifications.router)
@@ -153,7 +191,8 @@ def main() -> None:
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
-        access_log=False,
+        access_log=False,  # RequestObservability logs each request, with its request id
+        log_config=None,  # uvicorn's own lines go through setup_logging's handler (JSON) too
     )
 
 

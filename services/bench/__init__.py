@@ -12,4 +12,13 @@ bench_app = typer.Typer(help="Benchmarks: print figures and ratios measured in t
 
 def register_all() -> None:
     """Import the benchmark modules so their commands attach to `bench_app`."""
-    from services.bench import matching, planner, webhooks  # noqa: F401
+    from services.bench import (  # noqa: F401
+        imports,
+        latency,
+        matching,
+        planner,
+        recovery,
+        search,
+        throughput,
+        webhooks,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from embeddings import Encoder
+from shared import metrics
 from shared.bus import Message, Publisher
 from shared.events import Envelope, SubmissionData, VectorData, derived_event_id
 
@@ -17,7 +18,9 @@ def handle_submissions(batch: list[Message], *, encoder: Encoder, publisher: Pub
     ]
     if not submissions:
         return 0
-    vectors = encoder.encode([data.text for _, data in submissions])
+    metrics.EMBED_BATCH_SIZE.observe(len(submissions))
+    with metrics.EMBED_DURATION.time():
+        vectors = encoder.encode([data.text for _, data in submissions])
     out = []
     for (envelope, data), vector in zip(submissions, vectors, strict=True):
         vector_event = Envelope.wrap(

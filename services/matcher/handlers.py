@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 
 import numpy as np
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, or_, select
+from sqlmodel import Session, and_, col, or_, select
 
 from services.matcher.ranking import Candidate, MatchPolicy, Ranker, lexical_similarity
 from services.matcher.scoring import Scored, explain, is_chinese, pair_kind
 from services.matcher.signals import activity_from_db, feedback_penalties
 from services.matcher.state import MatcherState
+from shared import faults, metrics
 from shared.db import already_handled, claim_event, transaction
 from shared.errors import PoisonMessageError
 from shared.events import ENTITY_KINDS, Envelope, MatchData, VectorData, derived_event_id
@@ -26,6 +28,7 @@ from shared.models import (
     entity_title,
     get_entities,
     get_entity,
+    new_id,
     utcnow,
 )
 from shared.outbox import enqueue
@@ -37,7 +40,13 @@ DUPLICATE_LEXICAL = 0.9
 
 
 def handle_vector(
-    envelope: Envelope, *, engine: Engine, state: MatcherState, policy: MatchPolicy, matches_topic: str
+    envelope: Envelope,
+    *,
+    engine: Engine,
+    state: MatcherState,
+    policy: MatchPolicy,
+    matches_topic: str,
+    before_match: Callable[[], object] | None = None,
 ) -> int:
     """Store the vector, propose the best counterparts of the other kinds, and publish.
 
@@ -46,13 +55,22 @@ def handle_vector(
     2. the proposals, status `matched`, the outbox events and the inbox row, all or nothing.
     A crash between them re-delivers the event, which repeats 1 and completes 2. The
     in-memory indices learn the vector only after both commits. Returns the proposals stored.
+
+    The inbox row is keyed by entity version, not by event id: a submission re-driven by the
+    reconciler carries a new event id, and must not propose the same version a second time.
+
+    `before_match` runs after 1 commits and before 2 ranks: a matcher replica catches its
+    index up there (services/matcher/replica.py), so of two entities stored concurrently on
+    two replicas at least the later-stored one sees the other.
     """
     data: VectorData = envelope.payload()
     if data.dim != state.dim:
         raise PoisonMessageError(f"vector of dim {data.dim} from model {data.model}; the index holds dim {state.dim}")
     vector = np.asarray(data.vector, dtype=np.float32)
+    done_key = matched_version_key(data)
     with transaction(engine) as session:
-        if already_handled(session, CONSUMER, envelope.id):
+        # (The event id too: inbox rows written before keys were per version.)
+        if already_handled(session, CONSUMER, done_key) or already_handled(session, CONSUMER, envelope.id):
             return 0
         entity = _current_entity(session, data)
         if entity is None:
@@ -63,18 +81,29 @@ def handle_vector(
             session.add(entity)
         vector_id = stored.id
     assert vector_id is not None
+    faults.reach("between_phases")
+    if before_match is not None:
+        before_match()
     with transaction(engine) as session:
-        if not claim_event(session, CONSUMER, envelope.id):
+        # Rank first, write after: on SQLite the first write takes the database's write lock,
+        # and the API and the outbox relays would wait for it while this entity is ranked.
+        if already_handled(session, CONSUMER, done_key):
             return 0
         entity = _current_entity(session, data)
         if entity is None:
             return 0
         text = entity_text(entity)
-        entity.duplicate_of = find_duplicate(state, entity, vector, text)
+        duplicate_of = find_duplicate(state, entity, vector, text, vector_id=vector_id)
+        proposals = [] if duplicate_of else _propose(session, entity, vector, text, state=state, policy=policy)
+        if not claim_event(session, CONSUMER, done_key):
+            return 0
+        if _version_now(session, entity) != entity.version:
+            log.info("%s %s changed while it was ranked; its new version is matched instead", entity.kind, entity.id)
+            return 0
+        entity.duplicate_of = duplicate_of
         if entity.duplicate_of:
             log.info("%s %s duplicates %s: not matched again", entity.kind, entity.id, entity.duplicate_of)
-        proposals = [] if entity.duplicate_of else _propose(session, entity, vector, text, state=state, policy=policy)
-        matches = [_upsert_match(session, entity, candidate, scored) for candidate, scored in proposals]
+        matches = _upsert_matches(session, entity, proposals)
         if entity.version > 1:
             _drop_stale_proposals(session, entity, keep={match.id for match in matches})
         for match, (candidate, scored) in zip(matches, proposals, strict=True):
@@ -83,8 +112,20 @@ def handle_vector(
         entity.status = EntityStatus.MATCHED
         entity.updated_at = utcnow()
         session.add(entity)
-    state.add(entity, vector_id, vector)
+    state.add(entity, vector_id, vector, version=data.version)
+    metrics.MATCH_PROPOSALS.inc(len(matches))
     return len(matches)
+
+
+def matched_version_key(data: VectorData) -> str:
+    """The matcher's inbox key: one set of proposals per entity version, whichever event carries it."""
+    return f"{data.kind}:{data.entity_id}@v{data.version}"
+
+
+def _version_now(session: Session, entity: Entity) -> int | None:
+    """The entity's stored version, read afresh (inside the write transaction)."""
+    table = type(entity)
+    return session.exec(select(table.version).where(table.id == entity.id)).first()
 
 
 def _current_entity(session: Session, data: VectorData) -> Entity | None:
@@ -139,12 +180,15 @@ def _propose(
     return proposals
 
 
-def find_duplicate(state: MatcherState, entity: Entity, vector: np.ndarray, text: str) -> str | None:
+def find_duplicate(
+    state: MatcherState, entity: Entity, vector: np.ndarray, text: str, *, vector_id: int | None = None
+) -> str | None:
     """An earlier entity of the same kind and owner-independent content that this one repeats.
 
     Both signals must agree: near-identical wording (BM25 against itself) and meaning
     (cosine), so two different Chinese texts that the English-only model confuses are not
-    flagged.
+    flagged. Only an entity stored earlier (smaller vector id) counts as the original, so two
+    matcher replicas that each see the other's copy never flag both.
     """
     index = state.kinds[entity.kind]
     hits = [(vid, cos) for vid, cos in index.vectors.search(vector, 5)[0] if cos >= DUPLICATE_COSINE]
@@ -153,6 +197,8 @@ def find_duplicate(state: MatcherState, entity: Entity, vector: np.ndarray, text
     lexical = lexical_similarity(index, text, [vid for vid, _ in hits])
     for vid, _ in hits:
         other = index.entity_of.get(vid)
+        if vector_id is not None and vid > vector_id:
+            continue
         if other and other != entity.id and lexical.get(vid, 0.0) >= DUPLICATE_LEXICAL:
             return other
     return None
@@ -167,29 +213,59 @@ def _drop_stale_proposals(session: Session, entity: Entity, *, keep: set[str]) -
             session.delete(match)
 
 
-def _upsert_match(session: Session, entity: Entity, candidate: Candidate, scored: Scored) -> Match:
+def _upsert_matches(session: Session, entity: Entity, proposals: list[tuple[Candidate, Scored]]) -> list[Match]:
+    """One `Match` row per proposal (created or updated), read and flushed in one go."""
     order = {"pitch": 0, "mandate": 1, "need": 2}
-    a, b = sorted((entity, candidate.entity), key=lambda e: order[e.kind])
-    match = session.exec(select(Match).where(Match.a_id == a.id, Match.b_id == b.id)).first()
-    if match is None:
-        match = Match(
-            pair_kind=pair_kind(a.kind, b.kind),
-            a_kind=a.kind,
-            a_id=a.id,
-            a_owner=a.owner,
-            b_kind=b.kind,
-            b_id=b.id,
-            b_owner=b.owner,
-            score=scored.score,
-        )
-    match.score = scored.score
-    match.components = scored.components
-    match.reasons = [reason.model_dump() for reason in scored.reasons]
-    match.terms = scored.matched_terms[:10]
-    match.updated_at = utcnow()
-    session.add(match)
+    others = [candidate.entity.id for candidate, _ in proposals]
+    existing = (
+        {
+            (match.a_id, match.b_id): match
+            for match in session.exec(
+                select(Match).where(
+                    or_(
+                        and_(Match.a_id == entity.id, col(Match.b_id).in_(others)),
+                        and_(col(Match.a_id).in_(others), Match.b_id == entity.id),
+                    )
+                )
+            ).all()
+        }
+        if others
+        else {}
+    )
+    matches = []
+    for candidate, scored in proposals:
+        a, b = sorted((entity, candidate.entity), key=lambda e: order[e.kind])
+        match = existing.get((a.id, b.id))
+        now = utcnow()
+        if match is None:
+            # Every field given: pydantic then skips its default factories, which inspect
+            # their signatures on each call (a few ms per row).
+            match = Match(
+                id=new_id(),
+                pair_kind=pair_kind(a.kind, b.kind),
+                a_kind=a.kind,
+                a_id=a.id,
+                a_owner=a.owner,
+                b_kind=b.kind,
+                b_id=b.id,
+                b_owner=b.owner,
+                score=scored.score,
+                components={},
+                reasons=[],
+                terms=[],
+                status=MatchStatus.PROPOSED,
+                created_at=now,
+                updated_at=now,
+            )
+        match.score = scored.score
+        match.components = scored.components
+        match.reasons = [reason.model_dump() for reason in scored.reasons]
+        match.terms = scored.matched_terms[:10]
+        match.updated_at = now
+        session.add(match)
+        matches.append(match)
     session.flush()
-    return match
+    return matches
 
 
 def _explanation(scored: Scored, *, reader: Entity, other: Entity) -> str:
@@ -214,5 +290,9 @@ def _enqueue_proposal(
         reasons=scored.reasons,
         explanation=_explanation(scored, reader=side, other=other),
     )
-    event_id = derived_event_id(cause.id, f"match.proposed:{match.id}:{side.id}")
+    # Keyed by the pair's versions, not by the cause: when two matcher replicas each propose
+    # the same pair (their entities were stored concurrently), both write the same event ids
+    # and consumers dedupe; a new version of either side is news and gets new ids.
+    versions = f"{side.id}@v{side.version}:{other.id}@v{other.version}"
+    event_id = derived_event_id(match.id, f"match.proposed:{versions}")
     enqueue(session, topic, Envelope.wrap("match.proposed", side.id, data, event_id=event_id))

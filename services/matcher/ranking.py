@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from services.matcher.scoring import Activity, Scored, Weights, quote_passage, score_pair
-from services.matcher.state import KindIndex
+from services.matcher.state import KindIndex, text_fingerprint
 from shared.events import ReasonData
-from shared.models import Entity
+from shared.models import Entity, entity_text
 
 EntityFetcher = Callable[[str, list[str]], list[Entity]]
 ActivityFetcher = Callable[[list[Entity]], dict[str, Activity]]
@@ -39,6 +39,7 @@ class Candidate:
     cosine: float
     lexical: float
     matched_terms: list[str]
+    tokens: frozenset[str] | None = None  # of the entity's current text, when the index holds it
 
 
 def lexical_similarity(index: KindIndex, text: str, vector_ids: Iterable[int]) -> dict[int, float]:
@@ -46,6 +47,14 @@ def lexical_similarity(index: KindIndex, text: str, vector_ids: Iterable[int]) -
     raw = index.lexical.scores(text, vector_ids)
     self_score = index.lexical.self_score(text) or 1.0
     return {vid: min(1.0, score / self_score) ** 0.5 for vid, score in raw.items()}
+
+
+def indexed_tokens(index: KindIndex, vector_id: int, entity: Entity) -> frozenset[str] | None:
+    """The BM25 index's tokens for the entity, if they were made from its current text
+    (a newer version may not be indexed yet): tokenising 150 candidates again is slow."""
+    if index.fingerprints.get(vector_id) != text_fingerprint(entity_text(entity)):
+        return None
+    return index.lexical.terms(vector_id)
 
 
 def cosine_similarity(index: KindIndex, vector: np.ndarray, vector_ids: Iterable[int]) -> dict[int, float]:
@@ -79,6 +88,7 @@ class Ranker:
         lexical = lexical_similarity(index, text, pool)
         wanted = [index.entity_of[vid] for vid in pool if vid in index.entity_of]
         entities = {entity.id: entity for entity in self._fetch_entities(index.kind, wanted)}
+        terms = index.lexical.matched_terms_many(text, pool)
         candidates = []
         for vid in sorted(pool):
             counterpart = entities.get(index.entity_of.get(vid, ""))
@@ -91,7 +101,8 @@ class Ranker:
                     vector_id=vid,
                     cosine=dense.get(vid, 0.0),
                     lexical=lexical.get(vid, 0.0),
-                    matched_terms=index.lexical.matched_terms(text, vid),
+                    matched_terms=terms[vid],
+                    tokens=indexed_tokens(index, vid, counterpart),
                 )
             )
         return candidates
@@ -111,6 +122,7 @@ class Ranker:
                 matched_terms=candidate.matched_terms,
                 weights=self.policy.weights,
                 activity=activity.get(candidate.entity.id) if self._fetch_activity else None,
+                counterpart_tokens=candidate.tokens,
             )
             penalty = penalties.get(candidate.entity.id, 0.0)
             if penalty:

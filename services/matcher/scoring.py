@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from embeddings import tokenize
+from embeddings.lexical import to_simplified
 from shared.events import ReasonData
 from shared.models import Entity, Mandate, Need, Pitch, entity_text
-from shared.regions import region_covers
-from shared.taxonomy import fold, load_taxonomy
+from shared.regions import region_covers as _region_covers
+from shared.taxonomy import load_taxonomy
 
 CJK = re.compile(r"[\u3400-\u9fff]")
 
@@ -117,6 +120,11 @@ def is_chinese(text: str) -> bool:
     return len(CJK.findall(text)) >= max(3, len(text) // 20)
 
 
+@lru_cache(maxsize=4096)
+def _is_chinese_text(text: str) -> bool:
+    return is_chinese(text)  # asked for the subject's text once per candidate: cached
+
+
 def rescale_dense(cosine: float) -> float:
     """MiniLM-style cosines: ~0.1 for unrelated text, 0.7+ for paraphrases."""
     return min(1.0, max(0.0, (cosine - 0.15) / 0.6))
@@ -133,12 +141,31 @@ def _tokens(text: str) -> frozenset[str]:
     return frozenset(tokenize(text))
 
 
-def _overlap(phrase: str, text: str) -> tuple[float, list[str]]:
-    """Share of the phrase's tokens found in the text, and which (longest first)."""
+@lru_cache(maxsize=4096)
+def fold(text: str) -> str:
+    """`shared.taxonomy.fold`, exactly (same OpenCC tables), with the fast t2s and a cache:
+    ranking folds the same subject and counterpart texts many times."""
+    return to_simplified(unicodedata.normalize("NFKC", text)).strip().lower()
+
+
+@lru_cache(maxsize=4096)
+def _exact_code(label: str) -> str | None:
+    return load_taxonomy().exact_code(label)  # folds the label (OpenCC) on every call
+
+
+@lru_cache(maxsize=16384)
+def region_covers(scope: str, place: str) -> bool:
+    """`shared.regions.region_covers`, cached: it folds both texts (OpenCC) on every call,
+    and ranking asks about the same few regions for every candidate."""
+    return _region_covers(scope, place)
+
+
+def _overlap(phrase: str, text_tokens: frozenset[str]) -> tuple[float, list[str]]:
+    """Share of the phrase's tokens found in the text's tokens, and which (longest first)."""
     wanted = _tokens(phrase)
     if not wanted:
         return 0.0, []
-    found = sorted(wanted & _tokens(text), key=lambda token: -len(token))
+    found = sorted(wanted & text_tokens, key=lambda token: -len(token))
     return len(found) / len(wanted), found
 
 
@@ -185,15 +212,30 @@ def _sector_rule(rules: _Rules, a: Entity, b: Entity) -> None:
     )
 
 
-def _excluded_by(mandate: Mandate, pitch: Pitch) -> str | None:
-    """The mandate's declared exclusion that applies to the pitch, by term or sector code."""
+def _excluded_by(mandate: Mandate, pitch: Pitch, pitch_tokens: frozenset[str] | None = None) -> str | None:
+    """The mandate's declared exclusion that applies to the pitch.
+
+    An exclusion names a whole sector ("房地产") or a narrower segment ("consumer toy drones",
+    "芯片分销贸易"). Only the first excludes by sector code; a segment excludes a pitch whose text
+    carries the phrase or most (two thirds) of its words, so excluding toy drones leaves eVTOL
+    makers in.
+    """
+    if not mandate.exclusions:
+        return None
     folded = fold(entity_text(pitch))
+    if pitch_tokens is None:
+        pitch_tokens = _tokens(entity_text(pitch))
     for exclusion in mandate.exclusions:
         term = fold(exclusion)
-        if term and (f" {term} " in f" {folded} " if term.isascii() else term in folded):
+        if not term:
+            continue
+        if f" {term} " in f" {folded} " if term.isascii() else term in folded:
             return exclusion
-        code = load_taxonomy().code_for(exclusion)
+        code = _exact_code(exclusion)
         if code and code in pitch.sector_codes:
+            return exclusion
+        words = _tokens(exclusion)
+        if len(words) >= 2 and 3 * len(words & pitch_tokens) >= 2 * len(words):
             return exclusion
     return None
 
@@ -202,7 +244,7 @@ def _money(amount: float, currency: str) -> str:
     return f"{amount:,.0f} {currency}"
 
 
-def _pitch_mandate(rules: _Rules, pitch: Pitch, mandate: Mandate) -> None:
+def _pitch_mandate(rules: _Rules, pitch: Pitch, mandate: Mandate, pitch_tokens: frozenset[str] | None) -> None:
     _sector_rule(rules, pitch, mandate)
     stage_ok = pitch.stage in mandate.stages
     rules.gate(
@@ -227,7 +269,7 @@ def _pitch_mandate(rules: _Rules, pitch: Pitch, mandate: Mandate) -> None:
             "ask within the ticket range" if within else "ask outside the ticket range: needs a syndicate",
             "融资额在单笔投资范围内" if within else "融资额超出单笔范围，需要联合投资",
         )
-    excluded = _excluded_by(mandate, pitch)
+    excluded = _excluded_by(mandate, pitch, pitch_tokens)
     rules.gate(
         "exclusions",
         excluded is None,
@@ -267,11 +309,11 @@ def _pitch_mandate(rules: _Rules, pitch: Pitch, mandate: Mandate) -> None:
         )
 
 
-def _chain_link_rule(rules: _Rules, pitch: Pitch, need: Need) -> None:
+def _chain_link_rule(rules: _Rules, pitch_tokens: frozenset[str], need: Need) -> None:
     """Does the project make what the region's chain is missing?"""
     if not need.missing_link:
         return
-    share, found = _overlap(need.missing_link, entity_text(pitch))
+    share, found = _overlap(need.missing_link, pitch_tokens)
     rules.soft(
         "chain_link",
         min(1.0, share * 1.5),
@@ -284,11 +326,11 @@ def _chain_link_rule(rules: _Rules, pitch: Pitch, need: Need) -> None:
     )
 
 
-def _element_rule(rules: _Rules, pitch: Pitch, need: Need) -> None:
+def _element_rule(rules: _Rules, pitch: Pitch, pitch_tokens: frozenset[str], need: Need) -> None:
     """DOMAIN.md's element × technology model: which local element gives the technology value."""
     best: tuple[float, dict[str, str], list[str]] | None = None
     for element in need.resource_elements:
-        share, found = _overlap(element.get("description", ""), entity_text(pitch))
+        share, found = _overlap(element.get("description", ""), pitch_tokens)
         if best is None or share > best[0]:
             best = (share, element, found)
     if best is None or best[0] == 0:
@@ -304,10 +346,12 @@ def _element_rule(rules: _Rules, pitch: Pitch, need: Need) -> None:
     )
 
 
-def _pitch_need(rules: _Rules, pitch: Pitch, need: Need) -> None:
+def _pitch_need(rules: _Rules, pitch: Pitch, need: Need, pitch_tokens: frozenset[str] | None) -> None:
     _sector_rule(rules, pitch, need)
-    _chain_link_rule(rules, pitch, need)
-    _element_rule(rules, pitch, need)
+    if pitch_tokens is None:
+        pitch_tokens = _tokens(entity_text(pitch))
+    _chain_link_rule(rules, pitch_tokens, need)
+    _element_rule(rules, pitch, pitch_tokens, need)
     wanted = set(pitch.needs)
     offered = set(need.offerings)
     satisfied = sorted(n for n in wanted if NEED_TO_OFFERINGS.get(n, set()) & offered)
@@ -345,15 +389,17 @@ def _mandate_need(rules: _Rules, mandate: Mandate, need: Need) -> None:
         rules.soft("co_investment", 1.0, "the region co-invests through its own fund", "地方基金可跟投")
 
 
-def structured_fit(a: Entity, b: Entity) -> _Rules:
+def structured_fit(a: Entity, b: Entity, *, known_tokens: Mapping[str, frozenset[str]] | None = None) -> _Rules:
+    """The structured rules for a pair. `known_tokens` (entity id → the tokens of its current
+    text, e.g. from the BM25 index) spares tokenising a counterpart's text again."""
     rules = _Rules()
     pitch = next((e for e in (a, b) if isinstance(e, Pitch)), None)
     mandate = next((e for e in (a, b) if isinstance(e, Mandate)), None)
     need = next((e for e in (a, b) if isinstance(e, Need)), None)
     if pitch and mandate:
-        _pitch_mandate(rules, pitch, mandate)
+        _pitch_mandate(rules, pitch, mandate, (known_tokens or {}).get(pitch.id))
     elif pitch and need:
-        _pitch_need(rules, pitch, need)
+        _pitch_need(rules, pitch, need, (known_tokens or {}).get(pitch.id))
     elif mandate and need:
         _mandate_need(rules, mandate, need)
     return rules
@@ -368,12 +414,16 @@ def score_pair(
     matched_terms: list[str],
     weights: Weights,
     activity: Activity | None = None,
+    counterpart_tokens: frozenset[str] | None = None,
 ) -> Scored:
-    """Combine the signals for one pair; `lexical` is already normalised to [0,1]."""
-    chinese = is_chinese(entity_text(subject)) or is_chinese(entity_text(counterpart))
+    """Combine the signals for one pair; `lexical` is already normalised to [0,1].
+
+    `counterpart_tokens`: the tokens of the counterpart's current text, if known."""
+    chinese = _is_chinese_text(entity_text(subject)) or _is_chinese_text(entity_text(counterpart))
     reliability = weights.dense_cjk_reliability if chinese else 1.0
     dense = rescale_dense(cosine)
-    rules = structured_fit(subject, counterpart)
+    known = {counterpart.id: counterpart_tokens} if counterpart_tokens is not None else None
+    rules = structured_fit(subject, counterpart, known_tokens=known)
     structured = rules.value
     prior = activity.prior() if activity is not None else 0.0
     w_dense = weights.dense * reliability

@@ -1,29 +1,52 @@
 """The matcher's derived state: per entity kind, a FAISS index and a BM25 index.
 
 Both are keyed by `EntityVector.id` (our int64 FAISS id). They are rebuilt from the
-database on start (the FAISS part from a snapshot when it is still current), so they can
-always be thrown away.
+database on start, so they can always be thrown away. Two snapshots make a restart fast:
+
+* the FAISS index, used when it holds exactly the stored ids and is newer than every
+  stored vector (else rebuilt from the stored vectors);
+* the BM25 documents' term counts (`<kind>.bm25.npz`), each with a fingerprint of the text
+  it was tokenised from: a document whose text is unchanged reuses its terms, any other is
+  tokenised again (jieba is what makes a cold rebuild slow: ~3 ms per text). A stale file
+  is therefore still useful, so it is rewritten only after many new documents.
+
+Snapshots during operation are written by a background thread, off the matching path.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import tempfile
 import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from embeddings import BM25Index, SnapshotError, VectorIndex
+from embeddings import BM25Index, SnapshotError, VectorIndex, tokenize
+from embeddings.index import IndexConfig
+from embeddings.lexical import tokenizer_signature
 from shared.events import ENTITY_KINDS
 from shared.models import ENTITY_TABLES, Entity, EntityVector, entity_text
 
 log = logging.getLogger(__name__)
+
+LEXICAL_SNAPSHOT_FORMAT = 1
+KnownTerms = tuple[int, Mapping[str, int]]  # (text fingerprint, term counts) from a snapshot
+
+
+def text_fingerprint(text: str) -> int:
+    """64 bits of BLAKE2b: equal fingerprints ⇒ (practically) the same text, same tokens."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
 
 
 @dataclass
@@ -35,88 +58,178 @@ class KindIndex:
     lexical: BM25Index = field(default_factory=BM25Index)
     entity_of: dict[int, str] = field(default_factory=dict)  # FAISS id → entity id
     by_sector: dict[str, set[int]] = field(default_factory=dict)  # taxonomy code → FAISS ids
+    fingerprints: dict[int, int] = field(default_factory=dict)  # FAISS id → fingerprint of its text
     _codes_of: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
-    def add_metadata(self, vector_id: int, entity: Entity) -> None:
-        """Everything but the vector: text for BM25, the entity id, its sector codes."""
-        self.lexical.add(vector_id, entity_text(entity))
+    def add_metadata(
+        self, vector_id: int, entity: Entity, *, known_terms: Mapping[int, KnownTerms] | None = None
+    ) -> bool:
+        """Everything but the vector: text for BM25, the entity id, its sector codes.
+
+        `known_terms` maps ids to (fingerprint, term counts) from a snapshot; they are used
+        when the fingerprint matches the entity's text. Returns True if the text was tokenised.
+        """
+        text = entity_text(entity)
+        fingerprint = text_fingerprint(text)
+        known = known_terms.get(vector_id) if known_terms else None
+        if known is not None and known[0] == fingerprint:
+            self.lexical.add_terms(vector_id, known[1])
+        else:
+            self.lexical.add(vector_id, text)
+        self.fingerprints[vector_id] = fingerprint
         self.entity_of[vector_id] = entity.id
         for code in self._codes_of.pop(vector_id, ()):
             self.by_sector.get(code, set()).discard(vector_id)
         self._codes_of[vector_id] = tuple(entity.sector_codes)
         for code in entity.sector_codes:
             self.by_sector.setdefault(code, set()).add(vector_id)
+        return known is None or known[0] != fingerprint
 
     def sharing_sectors(self, codes: list[str], limit: int) -> list[int]:
-        """Ids sharing a sector code with `codes`, most codes in common first."""
-        counts: dict[int, int] = {}
-        for code in codes:
-            for vector_id in self.by_sector.get(code, ()):
-                counts[vector_id] = counts.get(vector_id, 0) + 1
-        return sorted(counts, key=lambda vector_id: (-counts[vector_id], vector_id))[:limit]
+        """Ids sharing a sector code with `codes`, most codes in common first (then by id)."""
+        if limit <= 0:
+            return []
+        members = [np.fromiter(self.by_sector[code], dtype=np.int64) for code in codes if self.by_sector.get(code)]
+        if not members:
+            return []
+        ids, counts = np.unique(np.concatenate(members), return_counts=True)  # ids ascending
+        # Stable sort on -count keeps ascending ids within a count: (-count, id) order.
+        order = np.argsort(-counts, kind="stable")[:limit]
+        return [int(vector_id) for vector_id in ids[order]]
 
 
 class MatcherState:
-    def __init__(self, dim: int, snapshot_dir: Path, *, snapshot_every: int = 200) -> None:
+    def __init__(
+        self, dim: int, snapshot_dir: Path, *, snapshot_every: int = 200, index_config: IndexConfig | None = None
+    ) -> None:
         self.dim = dim
+        self.index_config = index_config or IndexConfig()  # exact vs IVF by size (SALON_INDEX_*)
         self.snapshot_dir = snapshot_dir
         self.snapshot_every = snapshot_every
-        self.kinds: dict[str, KindIndex] = {kind: KindIndex(kind, VectorIndex(dim)) for kind in ENTITY_KINDS}
+        self.kinds: dict[str, KindIndex] = {
+            kind: KindIndex(kind, VectorIndex(dim, config=self.index_config)) for kind in ENTITY_KINDS
+        }
+        self.rebuild_stats: dict[str, Any] = {}
+        # entity id → version of the vector this process added; lets a replica's index feed skip
+        # vectors it already holds (its own matches) instead of re-reading them from the database.
+        self.vector_versions: dict[str, int] = {}
         self._adds_since_snapshot = 0
+        self._adds_since_lexical_snapshot = 0
         self._lock = threading.Lock()
+        self._snapshot_lock = threading.Lock()  # one snapshot writer at a time
+        self._background: threading.Thread | None = None
 
     def sizes(self) -> dict[str, int]:
         return {kind: len(index.vectors) for kind, index in self.kinds.items()}
 
-    def add(self, entity: Entity, vector_id: int, vector: np.ndarray) -> None:
+    def add(self, entity: Entity, vector_id: int, vector: np.ndarray, *, version: int | None = None) -> None:
+        """Index the vector of `entity`; `version` is the vector's (default: the entity's).
+
+        A version already held (or an older one) is skipped: a replica's index feed often learns
+        the entity being matched just before its handler adds it, and tokenising twice is waste.
+        """
+        version = version if version is not None else entity.version
         index = self.kinds[entity.kind]
         with self._lock:
+            if self.vector_versions.get(entity.id, 0) >= version:
+                return
             index.vectors.add([vector_id], vector.reshape(1, -1))
             index.add_metadata(vector_id, entity)
+            self.vector_versions[entity.id] = version
             self._adds_since_snapshot += 1
+            self._adds_since_lexical_snapshot += 1
             due = self._adds_since_snapshot >= self.snapshot_every
-        if due:
-            self.snapshot()
+            busy = self._background is not None and self._background.is_alive()
+            if due and not busy:
+                lexical = self._adds_since_lexical_snapshot >= max(self.snapshot_every, self._documents() // 10)
+                self._background = threading.Thread(
+                    target=self._snapshot_quietly, kwargs={"lexical": lexical}, name="matcher-snapshot", daemon=True
+                )
+                self._background.start()
 
-    def snapshot(self) -> None:
+    def _documents(self) -> int:
+        return sum(len(index.lexical) for index in self.kinds.values())
+
+    def _snapshot_quietly(self, *, lexical: bool) -> None:
+        try:
+            self.snapshot(lexical=lexical)
+        except Exception:  # a snapshot is a cache: failing to write one must not stop matching
+            log.exception("index snapshot failed")
+
+    def wait_for_snapshots(self, timeout: float = 60.0) -> None:
+        background = self._background
+        if background is not None:
+            background.join(timeout)
+
+    def snapshot(self, *, lexical: bool = True) -> None:
+        """Write the FAISS snapshots (and, with `lexical`, the BM25 terms) of every kind."""
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            for kind, index in self.kinds.items():
-                index.vectors.save(self.snapshot_dir / f"{kind}.faiss", meta={"count": len(index.vectors)})
-            self._adds_since_snapshot = 0
+        with self._snapshot_lock:
+            with self._lock:
+                self._adds_since_snapshot = 0
+                if lexical:
+                    self._adds_since_lexical_snapshot = 0
+                # References taken under the lock; serialising happens outside it.
+                parts = [
+                    (kind, index.vectors, index.lexical.documents() if lexical else None, dict(index.fingerprints))
+                    for kind, index in self.kinds.items()
+                ]
+            for kind, vectors, documents, fingerprints in parts:
+                vectors.save(self.snapshot_dir / f"{kind}.faiss", meta={"count": len(vectors)})
+                if documents is not None:
+                    save_lexical(self.snapshot_dir / f"{kind}.bm25.npz", documents, fingerprints)
 
     def rebuild(self, engine: Engine) -> dict[str, str]:
         """Load every stored vector and text; returns how each kind's FAISS index was obtained."""
         how: dict[str, str] = {}
+        started = time.perf_counter()
+        tokenised = reused = 0
         with Session(engine) as session:
             for kind in ENTITY_KINDS:
                 table = ENTITY_TABLES[kind]
+                # Ids and entities only: the vectors (1.5 kB each) are read when no snapshot serves.
                 rows = session.exec(
-                    select(EntityVector, table)
+                    select(EntityVector.id, table)
                     .join(table, table.id == EntityVector.entity_id)  # type: ignore[arg-type]
                     .where(EntityVector.kind == kind)
                 ).all()
-                index = KindIndex(kind, VectorIndex(self.dim))
-                stored_ids = {vector_row.id for vector_row, _ in rows if vector_row.id is not None}
+                index = KindIndex(kind, VectorIndex(self.dim, config=self.index_config))
+                stored_ids = {vector_id for vector_id, _ in rows if vector_id is not None}
                 snapshot = self._load_snapshot(kind, stored_ids, session)
                 if snapshot is not None:
                     index.vectors = snapshot
                     how[kind] = "snapshot"
                 else:
+                    stored = session.exec(
+                        select(EntityVector.id, EntityVector.dim, EntityVector.vector).where(EntityVector.kind == kind)
+                    )
                     index.vectors = VectorIndex.rebuild(
                         self.dim,
                         (
-                            (vector_row.id, np.frombuffer(vector_row.vector, dtype=np.float32))
-                            for vector_row, _ in rows
-                            if vector_row.id is not None and vector_row.dim == self.dim
+                            (vector_id, np.frombuffer(vector, dtype=np.float32))
+                            for vector_id, dim, vector in stored
+                            if vector_id is not None and dim == self.dim
                         ),
+                        config=self.index_config,
                     )
                     how[kind] = "database"
-                for vector_row, row in rows:
-                    assert vector_row.id is not None
-                    index.add_metadata(vector_row.id, cast(Entity, row))
+                known = load_lexical(self.snapshot_dir / f"{kind}.bm25.npz")
+                for vector_id, row in rows:
+                    assert vector_id is not None
+                    if index.add_metadata(vector_id, cast(Entity, row), known_terms=known):
+                        tokenised += 1
+                    else:
+                        reused += 1
                 self.kinds[kind] = index
-        log.info("indices rebuilt: %s sizes %s", how, self.sizes())
+        # Load jieba's and OpenCC's dictionaries now (seconds), not on the first event to rank
+        # after a start from snapshots, which tokenises nothing.
+        tokenize("預熱 warm-up")
+        self.rebuild_stats = {
+            "seconds": round(time.perf_counter() - started, 2),
+            "texts_tokenised": tokenised,
+            "texts_from_snapshot": reused,
+        }
+        log.info("indices rebuilt: %s sizes %s (%s)", how, self.sizes(), self.rebuild_stats)
         return how
 
     def _load_snapshot(self, kind: str, stored_ids: set[int], session: Session) -> VectorIndex | None:
@@ -124,7 +237,7 @@ class MatcherState:
         if not path.exists():
             return None
         try:
-            snapshot = VectorIndex.load(path, expected_dim=self.dim)
+            snapshot = VectorIndex.load(path, expected_dim=self.dim, config=self.index_config)
         except SnapshotError as exc:
             log.warning("snapshot %s unusable, rebuilding from the database: %s", path, exc)
             return None
@@ -136,3 +249,62 @@ class MatcherState:
         if newest is not None and path.stat().st_mtime < newest.replace(tzinfo=newest.tzinfo or UTC).timestamp():
             return None
         return snapshot
+
+
+# --- BM25 term snapshots ---------------------------------------------------------------------
+def save_lexical(path: Path, documents: Mapping[int, Mapping[str, int]], fingerprints: Mapping[int, int]) -> None:
+    """Write term counts per document as flat numpy arrays (no pickle), atomically."""
+    vocabulary: dict[str, int] = {}
+    ids = [doc_id for doc_id in documents if doc_id in fingerprints]
+    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+    terms: list[int] = []
+    counts: list[int] = []
+    for position, doc_id in enumerate(ids):
+        for term, count in documents[doc_id].items():
+            terms.append(vocabulary.setdefault(term, len(vocabulary)))
+            counts.append(count)
+        offsets[position + 1] = len(terms)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(
+                handle,
+                format=np.array([LEXICAL_SNAPSHOT_FORMAT]),
+                signature=np.array([tokenizer_signature()]),
+                ids=np.array(ids, dtype=np.int64),
+                fingerprints=np.array([fingerprints[doc_id] for doc_id in ids], dtype=np.int64),
+                offsets=offsets,
+                terms=np.array(terms, dtype=np.int32),
+                counts=np.array(counts, dtype=np.int32),
+                vocabulary=np.array(list(vocabulary), dtype=np.str_),
+            )
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def load_lexical(path: Path) -> dict[int, tuple[int, dict[str, int]]]:
+    """id → (fingerprint, term counts) from `save_lexical`; empty if missing, unreadable or
+    written by another tokeniser (then every text is tokenised again)."""
+    if not path.exists():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if int(data["format"][0]) != LEXICAL_SNAPSHOT_FORMAT or str(data["signature"][0]) != tokenizer_signature():
+                log.info("lexical snapshot %s is of another format or tokeniser: not used", path)
+                return {}
+            ids, fingerprints, offsets = data["ids"].tolist(), data["fingerprints"].tolist(), data["offsets"].tolist()
+            terms, counts, vocabulary = data["terms"].tolist(), data["counts"].tolist(), data["vocabulary"].tolist()
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("lexical snapshot %s unusable, tokenising again: %s", path, exc)
+        return {}
+    known: dict[int, tuple[int, dict[str, int]]] = {}
+    for position, doc_id in enumerate(ids):
+        start, end = offsets[position], offsets[position + 1]
+        known[doc_id] = (
+            fingerprints[position],
+            {vocabulary[term]: count for term, count in zip(terms[start:end], counts[start:end], strict=True)},
+        )
+    return known

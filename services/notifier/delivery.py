@@ -32,6 +32,7 @@ from sqlalchemy import and_, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from shared import faults, metrics
 from shared.bus import RetryableError
 from shared.db import transaction
 from shared.models import utcnow
@@ -193,6 +194,7 @@ class DeliveryWorker:
                 in_flight -= finished
                 unrecorded.extend(result for future in finished if (result := future.result()) is not None)
                 if unrecorded:
+                    faults.reach("after_send_before_record")  # the receiver has them; our log does not
                     self._record(unrecorded)
                     unrecorded = []
                 # Claim in batches (when at least half the queue is free) to spare the database.
@@ -463,6 +465,8 @@ class DeliveryWorker:
         return "endpoint_disabled"
 
     def _count(self, outcome: Outcome, label: str) -> None:
+        metrics.WEBHOOK_ATTEMPTS.labels(metrics.webhook_result(label)).inc()
+        metrics.WEBHOOK_DURATION.labels(metrics.status_class(outcome.status_code)).observe(outcome.latency_ms / 1000)
         with self._stats_lock:
             self.stats["attempts"] += 1
             self.stats["delivered" if outcome.delivered else "failed"] += 1

@@ -10,6 +10,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, StringConstraints, field
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from shared.json_types import JsonDate, JsonDateTime, JsonInt
 from shared.models import new_id, utcnow
 
 MIN_SEATS, MAX_SEATS = 10, 20  # 严格控制在 10–20 人
@@ -85,6 +86,11 @@ class _SessionRules(_StrictInput):
 
 class SalonSessionCreate(SalonSessionBase, _SessionRules):  # type: ignore[misc]
     featured_pitch_ids: list[str]
+    starts_at: JsonDateTime
+    duration_minutes: JsonInt = Field(default=120, ge=30, le=600)
+    capacity: JsonInt
+    min_funds: JsonInt = Field(default=3, ge=0, le=MAX_SEATS)
+    min_governments: JsonInt = Field(default=1, ge=0, le=MAX_SEATS)
 
     @field_validator("featured_pitch_ids")
     @classmethod
@@ -107,17 +113,21 @@ class SalonSessionCreate(SalonSessionBase, _SessionRules):  # type: ignore[misc]
 
 
 class SalonSessionUpdate(_SessionRules):
-    """Changes to a session; every field optional. Published sessions notify invitees."""
+    """Changes to a session; every field optional. Published sessions notify invitees.
 
-    theme: Text200 | None = None
-    starts_at: datetime | None = None
-    duration_minutes: Annotated[int, Field(ge=30, le=600)] | None = None
+    Fields a session cannot lack are optional but not nullable: an explicit `null` is a 422,
+    never a NULL written into a required column.
+    """
+
+    theme: Text200 = Field(default=None)
+    starts_at: JsonDateTime = Field(default=None)
+    duration_minutes: JsonInt = Field(default=None, ge=30, le=600)
     venue: Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)] | None = None
     online_link: str | None = None
-    capacity: int | None = None
-    min_funds: Annotated[int, Field(ge=0, le=MAX_SEATS)] | None = None
-    min_governments: Annotated[int, Field(ge=0, le=MAX_SEATS)] | None = None
-    agenda: Note | None = None
+    capacity: JsonInt = Field(default=None)
+    min_funds: JsonInt = Field(default=None, ge=0, le=MAX_SEATS)
+    min_governments: JsonInt = Field(default=None, ge=0, le=MAX_SEATS)
+    agenda: Note = Field(default=None)
 
 
 class SalonSession(SalonSessionBase, table=True):
@@ -192,7 +202,7 @@ class FollowUpBase(SQLModel):
 
 
 class FollowUpCreate(FollowUpBase, _StrictInput):  # type: ignore[misc]
-    pass
+    occurred_on: JsonDate
 
 
 class FollowUp(FollowUpBase, table=True):

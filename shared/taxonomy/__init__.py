@@ -48,6 +48,10 @@ class Taxonomy:
                     self._terms.append((folded, sector.code))
         self._terms.sort(key=lambda item: -len(item[0]))
 
+    def exact_code(self, label: str) -> str | None:
+        """The code of a label that *is* a sector name or synonym (no partial matches)."""
+        return self._exact.get(fold(label))
+
     def code_for(self, label: str) -> str | None:
         """The code of a label: exact match first, else the longest known term inside it."""
         folded = fold(label)

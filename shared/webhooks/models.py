@@ -25,7 +25,8 @@ ORGANIZERS_INBOX = "role:organizer"
 
 
 def as_utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    """The same instant in UTC; a naive time is taken to be UTC already."""
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _when(*, nullable: bool, index: bool = False) -> Any:

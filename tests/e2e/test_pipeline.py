@@ -5,10 +5,12 @@ The match events are read from the real `salon.matches` topic with kafka-python.
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
 from kafka import KafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.launcher import Platform
 from shared.events import Envelope
@@ -94,3 +96,74 @@ def test_submissions_flow_to_match_events_on_the_real_topic(platform: Platform, 
         assert health["database"]["ok"] and health["broker"]["ok"]
         assert health["index"]["state"] == "ready"
         assert health["index"]["sizes"] == {"pitch": 1, "mandate": 1, "need": 1}
+
+        # Operations: every process serves Prometheus metrics, and the logs are JSON lines
+        # that name the event being handled.
+        check_metrics(platform, health, posted=3)
+        check_json_logs(platform, {event.id for event in proposed})
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(url: str) -> Samples:
+    response = httpx.get(url, timeout=10)
+    assert response.status_code == 200, url
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    wanted = set(labels.items())
+    return sum(value for (key, sample_labels), value in samples.items() if key == name and wanted <= set(sample_labels))
+
+
+def check_metrics(platform: Platform, health: dict, *, posted: int) -> None:
+    api = scrape(f"{platform.api_url}/metrics")
+    assert total(api, "salon_http_request_duration_seconds_count", method="POST", route="/v1/pitches") == 1
+    assert total(api, "salon_http_request_duration_seconds_count", route="/v1/pitches/{entity_id}", status_class="2xx")
+    assert total(api, "salon_outbox_published_total") >= posted
+
+    def worker(name: str) -> str:
+        return f"http://127.0.0.1:{health['services'][name]['metrics_port']}/metrics"
+
+    embedder = scrape(worker("embedder"))
+    assert total(embedder, "salon_events_handled_total", group="salon-embedder", topic="salon.submissions") >= posted
+    assert total(embedder, "salon_embed_batch_size_sum") >= posted  # the reconciler may re-drive (>= 5 s)
+    assert total(embedder, "salon_embed_duration_seconds_count") >= 1
+
+    notifier = scrape(worker("notifier"))
+    assert total(notifier, "salon_events_handled_total", group="salon-notifier", topic="salon.matches") >= 1
+
+    # The matcher's lag is measured every 5 s: wait for a measurement after the last commit.
+    deadline = time.monotonic() + 20
+    while True:
+        matcher = scrape(worker("matcher"))
+        lag = {key: value for key, value in matcher.items() if key[0] == "salon_consumer_lag"}
+        if (lag and not any(lag.values())) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert lag and not any(lag.values()), lag
+    assert {dict(labels)["topic"] for _, labels in lag} == {"salon.vectors"}
+    assert total(matcher, "salon_events_handled_total", group="salon-matcher", topic="salon.vectors") >= posted
+    assert total(matcher, "salon_matcher_proposals_total") >= 2
+    for kind in ("pitch", "mandate", "need"):
+        assert total(matcher, "salon_index_size", kind=kind) == 1
+    assert total(matcher, "salon_events_dead_lettered_total") == 0
+
+
+def check_json_logs(platform: Platform, match_event_ids: set[str]) -> None:
+    logs = {
+        name: [json.loads(line) for line in process.log_path.read_text().splitlines() if line.strip()]  # every line
+        for name, process in platform.services.items()
+    }
+    for name, entries in logs.items():
+        assert entries and {entry["service"] for entry in entries} == {name}
+    notifier = logs["notifier"]
+    named = {e.get("event_id") for e in notifier} | {i for e in notifier for i in e.get("event_ids", [])}
+    assert named & match_event_ids, "no notifier line names a match event it handled"
+    posts = [e for e in logs["api"] if e.get("route") == "/v1/pitches" and e.get("method") == "POST"]
+    assert posts and posts[0]["status"] == 202 and posts[0]["request_id"]

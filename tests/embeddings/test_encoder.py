@@ -19,7 +19,7 @@ from embeddings import (
 
 @pytest.fixture(scope="module")
 def packaged_encoder() -> SentenceTransformerEncoder:
-    # Small batch size so the chunking path is exercised with few texts.
+    # Small batch size so several length-sorted mini-batches run with few texts.
     return SentenceTransformerEncoder(DEFAULT_MODEL, batch_size=3)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,6 +12,9 @@ import numpy as np
 import pytest
 
 from embeddings import EmbeddingsError, SnapshotError, VectorIndex, VectorIndexError
+from embeddings import index as index_module
+from embeddings.index import EXACT, IVF, SNAPSHOT_FORMAT_VERSION, IndexConfig
+from services.bench.search import clustered_vectors
 
 DIM = 8
 
@@ -230,3 +234,221 @@ def test_concurrent_upserts_and_searches_stay_consistent() -> None:
             future.result()  # re-raises any error from the worker
     assert len(index) == 50
     assert sorted(index.ids().tolist()) == list(range(50))
+
+
+# -- choosing the structure by size (exact ↔ IVF-SQ8) -------------------------------------
+
+# In-line retrains, so growth tests see the retrained index at once (background: its own test).
+SMALL = IndexConfig(exact_max=500, retrain_growth=2.0, background_retrain=False)
+CLUSTER_DIM = 32
+
+
+def clustered(count: int, seed: int = 0, dim: int = CLUSTER_DIM) -> np.ndarray:
+    return clustered_vectors(count, dim=dim, seed=seed)
+
+
+def grown_index(count: int, *, config: IndexConfig = SMALL, step: int = 100) -> tuple[VectorIndex, np.ndarray]:
+    """An index filled `step` vectors at a time (as the matcher does, one event after another)."""
+    vectors = clustered(count)
+    index = VectorIndex(CLUSTER_DIM, config=config)
+    for start in range(0, count, step):
+        index.add(list(range(start, min(start + step, count))), vectors[start : start + step])
+    return index, vectors
+
+
+def ids_of(row: list[tuple[int, float]]) -> list[int]:
+    return [vector_id for vector_id, _ in row]
+
+
+def test_switches_to_ivf_past_the_threshold_keeping_every_id() -> None:
+    index = VectorIndex(CLUSTER_DIM, config=SMALL)
+    vectors = clustered(1200)
+    index.add(list(range(500)), vectors[:500])
+    assert index.kind == EXACT and index.lists == 0
+    index.add([500], vectors[500])
+    assert index.kind == IVF and index.lists == SMALL.lists_for(501)
+    index.add(list(range(501, 1200)), vectors[501:])
+    assert len(index) == 1200 and sorted(index.ids().tolist()) == list(range(1200))
+    # Stored vectors survive the move (SQ8-decoded: cosine to the original ≈ 1).
+    for vector_id in (0, 499, 500, 1199):
+        assert float(index.reconstruct(vector_id) @ vectors[vector_id]) > 0.999
+    hits = index.search(vectors[:50], k=5)
+    assert sum(ids_of(row)[0] == i for i, row in enumerate(hits)) >= 48  # itself first, nearly always
+    assert all(score == pytest.approx(1.0, abs=0.01) for row in hits for _, score in row[:1])
+
+
+def test_retrains_as_it_grows_and_returns_to_exact_when_it_shrinks() -> None:
+    index, vectors = grown_index(2100)
+    # Trained at 600 (first add past 500), retrained at 1200 (2× growth), not yet again.
+    assert index.kind == IVF and index.lists == SMALL.lists_for(1200) != SMALL.lists_for(600)
+    assert index.remove(list(range(1800))) == 1800
+    assert index.kind == IVF  # 300 left: above exact_max // 2, no flapping
+    index.remove(list(range(1800, 1860)))
+    assert index.kind == EXACT and len(index) == 240
+    assert sorted(index.ids().tolist()) == list(range(1860, 2100))
+    [[(top_id, score), *_]] = index.search(vectors[2000], k=3)
+    assert top_id == 2000 and score == pytest.approx(1.0, abs=0.01)
+
+
+def test_upsert_remove_and_exclude_after_switching() -> None:
+    index, vectors = grown_index(1500)
+    assert index.kind == IVF
+    replacement = clustered(1, seed=42)
+    index.add([700], replacement)
+    assert len(index) == 1500 and index.ids().tolist().count(700) == 1
+    [[(top_id, score), *_]] = index.search(replacement, k=1)
+    assert top_id == 700 and score == pytest.approx(1.0, abs=0.01)
+    assert 700 not in ids_of(index.search(vectors[700], k=10)[0])  # the old vector is gone
+
+    assert index.remove([3, 4, 5, 10**9]) == 3
+    assert 3 not in index and len(index) == 1497
+    assert not {3, 4, 5} & set(ids_of(index.search(vectors[3], k=20)[0]))
+    row = index.search(vectors[8], k=10, exclude={8, 9})[0]
+    assert len(row) == 10 and not {8, 9} & set(ids_of(row))
+    index.add([3], vectors[3])  # re-adding a removed id works
+    assert ids_of(index.search(vectors[3], k=1)[0]) == [3]
+
+
+def test_ivf_recall_at_50_on_clustered_vectors() -> None:
+    config = IndexConfig(exact_max=2000)  # default nprobe and list factor
+    vectors = clustered(20_000 + 100, seed=3, dim=128)
+    corpus, queries = vectors[:20_000], vectors[20_000:]
+    approximate = VectorIndex.rebuild(128, zip(range(20_000), corpus, strict=False), config=config)
+    exact = VectorIndex.rebuild(128, zip(range(20_000), corpus, strict=False), config=IndexConfig(exact_max=20_000))
+    assert approximate.kind == IVF and exact.kind == EXACT
+    got = approximate.search(queries, k=50)
+    want = exact.search(queries, k=50)
+    recall = np.mean([len(set(ids_of(g)) & set(ids_of(w))) / 50 for g, w in zip(got, want, strict=True)])
+    assert recall >= 0.95
+    # Scores are cosines to within SQ8's precision.
+    np.testing.assert_allclose([s for _, s in got[0][:5]], [s for _, s in want[0][:5]], atol=0.01)
+
+
+def test_rebuild_picks_the_structure_for_the_final_size() -> None:
+    vectors = clustered(1200)
+    small = VectorIndex.rebuild(CLUSTER_DIM, zip(range(400), vectors, strict=False), config=SMALL)
+    large = VectorIndex.rebuild(CLUSTER_DIM, zip(range(1200), vectors, strict=False), config=SMALL, chunk=128)
+    assert small.kind == EXACT and large.kind == IVF
+    assert large.lists == SMALL.lists_for(1200) and len(large) == 1200
+    assert (
+        large.serialized_bytes()
+        < VectorIndex.rebuild(CLUSTER_DIM, zip(range(1200), vectors, strict=False)).serialized_bytes()
+    )
+
+
+def test_ivf_snapshot_round_trip(tmp_path: Path) -> None:
+    index, vectors = grown_index(1500)
+    path = tmp_path / "pitches.faiss"
+    index.save(path, meta={"offset": 9})
+    sidecar = json.loads(Path(f"{path}.meta.json").read_text(encoding="utf-8"))
+    assert sidecar["kind"] == IVF and sidecar["count"] == 1500 and sidecar["trained_size"] > 500
+
+    loaded = VectorIndex.load(path, expected_dim=CLUSTER_DIM, config=SMALL)
+    assert loaded.kind == IVF and loaded.lists == index.lists and loaded.meta == {"offset": 9}
+    assert loaded.search(vectors[:20], 10) == index.search(vectors[:20], 10)
+    loaded.add([1500], clustered(1, seed=77))
+    assert loaded.remove([0, 1]) == 2 and len(loaded) == 1499
+    assert 1500 in loaded and 0 not in loaded
+
+    # A wider nprobe from the config applies to the loaded index at once.
+    wide = VectorIndex.load(path, config=IndexConfig(exact_max=500, nprobe=10**6, background_retrain=False))
+    assert len(wide.search(vectors[0], k=1500)[0]) == 1500  # every list scanned
+    # A config whose threshold now covers the size turns it back into an exact index.
+    relaxed = VectorIndex.load(path, config=IndexConfig(exact_max=10_000))
+    assert relaxed.kind == EXACT and sorted(relaxed.ids().tolist()) == list(range(1500))
+
+
+def test_snapshot_of_an_older_format_is_rejected(tmp_path: Path, filled_index: VectorIndex) -> None:
+    path = tmp_path / "index.faiss"
+    filled_index.save(path)
+    meta_path = Path(f"{path}.meta.json")
+    sidecar = json.loads(meta_path.read_text())
+    assert sidecar["format"] == SNAPSHOT_FORMAT_VERSION and sidecar["kind"] == EXACT
+    for stale in ({"format": 1}, {"kind": "hnsw"}):
+        meta_path.write_text(json.dumps(sidecar | stale))
+        with pytest.raises(SnapshotError, match="format"):
+            VectorIndex.load(path)
+    # The sidecar claims IVF but the file holds a flat index: structure mismatch.
+    meta_path.write_text(json.dumps(sidecar | {"kind": IVF}))
+    with pytest.raises(SnapshotError, match="structure"):
+        VectorIndex.load(path)
+
+
+def test_concurrent_writes_across_the_switch_stay_consistent() -> None:
+    index = VectorIndex(CLUSTER_DIM, config=IndexConfig(exact_max=300, retrain_growth=1.5))
+    vectors = clustered(1200, seed=5)
+
+    def write(offset: int) -> None:
+        for start in range(offset * 300, offset * 300 + 300, 30):
+            index.add(list(range(start, start + 30)), vectors[start : start + 30])
+            index.remove([start])  # churn while the structure changes underneath
+
+    def read(_: int) -> None:
+        for i in range(200):
+            assert len(index.search(vectors[i], k=5)[0]) <= 5
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        futures = [pool.submit(write, n) for n in range(4)] + [pool.submit(read, n) for n in range(2)]
+        for future in futures:
+            future.result()
+    expected = set(range(1200)) - set(range(0, 1200, 30))
+    assert index.wait_for_retrain(timeout=60)
+    assert index.kind == IVF and len(index) == len(expected)
+    assert set(index.ids().tolist()) == expected
+
+
+def test_index_config_validation() -> None:
+    with pytest.raises(VectorIndexError, match="nprobe"):
+        IndexConfig(nprobe=0)
+    with pytest.raises(VectorIndexError, match="retrain_growth"):
+        IndexConfig(retrain_growth=1.0)
+    assert IndexConfig().lists_for(1_000_000) == 4000
+    assert IndexConfig().lists_for(100) == 2  # at least 39 training points per list
+    assert IndexConfig(exact_max=10).kind_for(10) == EXACT and IndexConfig(exact_max=10).kind_for(11) == IVF
+
+
+def test_background_retrain_keeps_writes_made_while_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = IndexConfig(exact_max=300, retrain_growth=2.0)  # background retrains (the default)
+    vectors = clustered(1400, seed=9)
+    index = VectorIndex(CLUSTER_DIM, config=config)
+    index.add(list(range(400)), vectors[:400])  # exact → IVF in line, trained at 400
+    assert index.kind == IVF and index.lists == config.lists_for(400)
+
+    # Hold the retrain after its first chunk of vectors, so writes land mid-build.
+    resume, paused = threading.Event(), threading.Event()
+    build = index_module._build_faiss_index
+
+    def held_build(kind, dim, ids, fetch, cfg, chunk):  # type: ignore[no-untyped-def]
+        calls = 0
+
+        def held_fetch(positions):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            if calls == 3:  # after the training sample and the first chunk
+                paused.set()
+                assert resume.wait(30)
+            return fetch(positions)
+
+        return build(kind, dim, ids, held_fetch, cfg, chunk)
+
+    monkeypatch.setattr(index_module, "_build_faiss_index", held_build)
+    monkeypatch.setattr(index_module, "_RESTRUCTURE_CHUNK", 100)  # 8 chunks for 800 vectors
+    index.add(list(range(400, 800)), vectors[400:800])  # 800 ≥ 2 × 400: retrain starts
+    assert paused.wait(30)
+    # Meanwhile: searches answer from the old index; writes go on.
+    assert ids_of(index.search(vectors[10], k=1)[0]) == [10]
+    replacement = clustered(1, seed=99)
+    index.add([5], replacement)  # upsert of an id the build already copied
+    index.add([799], replacement)  # … and of one it has not copied yet
+    assert index.remove([6, 798]) == 2
+    index.add(list(range(800, 900)), vectors[800:900])  # new ids
+    resume.set()
+    assert index.wait_for_retrain(timeout=60)
+
+    assert index.lists == config.lists_for(800)  # swapped in: trained at 800
+    expected = set(range(900)) - {6, 798}
+    assert set(index.ids().tolist()) == expected and len(index) == len(expected)
+    for vector_id in (5, 799):
+        assert float(index.reconstruct(vector_id) @ replacement[0]) > 0.999
+    assert float(index.reconstruct(850) @ vectors[850]) > 0.999
+    assert not {6, 798} & set(ids_of(index.search(vectors[6], k=20)[0]))

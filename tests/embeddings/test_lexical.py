@@ -163,3 +163,77 @@ def test_empty_index() -> None:
     assert len(index) == 0
     assert index.search("石墨", k=3) == []
     assert index.scores("石墨", [1]) == {1: 0.0}
+
+
+def _scalar_search(index: BM25Index, query: str, k: int) -> list[tuple[int, float]]:
+    """The textbook per-document BM25 loop, for checking the vectorised search against."""
+    scores = index.scores(query, [doc_id for doc_id in range(1, 10_000) if doc_id in index])
+    ranked = sorted(((d, s) for d, s in scores.items() if s > 0), key=lambda item: (-item[1], item[0]))
+    return ranked[:k]
+
+
+def test_vectorised_search_equals_the_scalar_formula_through_removals_and_compaction() -> None:
+    import random
+
+    from services.api.intake import build_entity
+    from services.demo import demo_items
+    from shared.models import CREATE_MODELS, entity_text
+
+    texts = []
+    for kind in ("pitch", "mandate", "need"):
+        for item in demo_items(kind):
+            body = CREATE_MODELS[kind].model_validate({k: v for k, v in item.items() if k not in ("ref", "owner")})
+            texts.append(entity_text(build_entity(kind, body, owner="o")))
+    rng = random.Random(3)
+    index = BM25Index()
+    for doc_id, text in enumerate(texts * 3, start=1):  # repeated texts: many exact ties
+        index.add(doc_id, text)
+    for doc_id in rng.sample(range(1, len(texts) * 3 + 1), 150):  # enough to compact
+        index.remove(doc_id)
+    for doc_id in rng.sample(range(1, len(texts) * 3 + 1), 40):  # upserts with other texts
+        index.add(doc_id, rng.choice(texts))
+    for query in [*rng.sample(texts, 12), "石墨负极 graphite anode 低空经济", "nothing-shared-xyz"]:
+        for k in (1, 10, 50):
+            assert index.search(query, k) == _scalar_search(index, query, k)
+    excluded = {doc_id for doc_id, _ in index.search(texts[0], 5)}
+    assert not excluded & {doc_id for doc_id, _ in index.search(texts[0], 50, exclude=excluded)}
+
+
+def test_term_freqs_round_trip_through_add_terms(bm25: BM25Index) -> None:
+    copy = BM25Index()
+    for doc_id in CORPUS:
+        freqs = bm25.term_freqs(doc_id)
+        assert freqs is not None
+        copy.add_terms(doc_id, freqs)
+    assert bm25.term_freqs(12345) is None
+    query = "石墨负极 数据中心 graphite"
+    assert copy.search(query, 5) == bm25.search(query, 5)
+
+
+def test_to_simplified_equals_the_opencc_converter() -> None:
+    from opencc import OpenCC
+
+    from embeddings.lexical import to_simplified
+    from services.demo import demo_items
+
+    reference = OpenCC("t2s")
+    texts = [
+        "石墨負極材料與固態電池，答覆「臺灣」的問題。",
+        "简体中文的答覆与乾隆年间的著作",
+        "Mixed 混合 text, 無人機 drones; 2025年",
+        "",
+        "   ，。",
+    ]
+    for kind in ("pitch", "mandate", "need"):
+        texts.extend(str(value) for item in demo_items(kind) for value in item.values() if isinstance(value, str))
+    for text in texts:
+        assert to_simplified(text) == reference.convert(text), text
+
+
+def test_matched_terms_many_equals_one_by_one(bm25: BM25Index) -> None:
+    query = "石墨负极 数据中心 graphite anode 无人机"
+    wanted = [*CORPUS, 12345]
+    assert bm25.matched_terms_many(query, wanted) == {doc_id: bm25.matched_terms(query, doc_id) for doc_id in wanted}
+    assert bm25.matched_terms_many(query, wanted, limit=1) == {
+        doc_id: bm25.matched_terms(query, doc_id, limit=1) for doc_id in wanted
+    }

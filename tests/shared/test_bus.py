@@ -9,8 +9,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from kafka import KafkaConsumer
+from kafka.structs import MemberState
 
-from shared.bus import DLQ_SUFFIX, Consumer, Message, Publisher, RetryableError
+from services.launcher import ManagedProcess, free_port, port_open, tansu_binary
+from shared.bus import DLQ_SUFFIX, Consumer, Message, Publisher, RetryableError, ensure_topics
+from shared.errors import BusError, PoisonMessageError
 from shared.events import Envelope, SubmissionData
 
 FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_poll_interval_ms": 10000}
@@ -149,6 +152,50 @@ def test_a_record_the_handler_keeps_failing_on_is_isolated_and_dead_lettered(
     assert len(dead) == 1 and b"always breaks" in dict(dead[0].headers)["salon-error"]
 
 
+def test_the_record_a_handler_refuses_is_the_one_dead_lettered_and_only_once(
+    broker, topic_factory, publisher, consumer_factory
+):
+    topic = topic_factory()
+    refused = submission(1)
+    publisher.publish(topic, refused)
+    publisher.publish_raw([(topic, b"k", b"{not json", [])])  # same batch, after the refused one
+    attempts: list[int] = []
+
+    def handler(batch: list[Message]) -> None:
+        attempts.append(len(batch))
+        if len(attempts) == 1:
+            raise RetryableError("database busy")  # the batch is retried: nothing may be dead-lettered twice
+        raise PoisonMessageError("refused by the handler")
+
+    consumer = consumer_factory(topic)
+    assert drain(consumer, handler, want=2) == 2
+    assert attempts == [1, 1] and consumer.stats["dead_lettered"] == 2
+    dead = _dlq_records(broker, topic, want=2)
+    errors = {record.value: dict(record.headers)["salon-error"] for record in dead}
+    assert set(errors) == {b"{not json", refused.to_bytes()}
+    assert b"refused by the handler" in errors[refused.to_bytes()]
+    assert b"not a salon event envelope" in errors[b"{not json"]
+
+
+def test_a_member_closed_in_the_middle_of_its_join_does_not_wedge_the_group(topic_factory, publisher, consumer_factory):
+    """Tansu never completes a rebalance after a LeaveGroup sent mid-join; close() must not send one."""
+    topic = topic_factory()
+    event = submission(1)
+    publisher.publish(topic, event)
+    group = f"g-midjoin-{uuid.uuid4().hex[:8]}"
+    first = consumer_factory(topic, group=group)
+    deadline = time.monotonic() + 20
+    while not first._consumer.group_metadata().member_id:  # the broker gave it an id; the join goes on
+        assert time.monotonic() < deadline
+        assert first.process_once(lambda batch: None, max_batch=1, max_wait_ms=100) == 0
+    assert first._consumer.group_metadata().state == MemberState.REBALANCING
+    first.close()
+    handled: list[str] = []
+    second = consumer_factory(topic, group=group)
+    assert drain(second, lambda batch: handled.extend(m.envelope.id for m in batch), want=1, timeout=60) == 1
+    assert handled == [event.id]
+
+
 def test_batches_close_at_max_batch_or_max_wait(topic_factory, publisher, consumer_factory):
     topic = topic_factory()
     publisher.publish_many([(topic, submission(i)) for i in range(5)])
@@ -167,3 +214,62 @@ def test_batches_close_at_max_batch_or_max_wait(topic_factory, publisher, consum
     while not sizes and time.monotonic() - started < 10:
         consumer.process_once(lambda batch: sizes.append(len(batch)), max_batch=100, max_wait_ms=300)
     assert sizes == [1]
+
+
+def test_after_a_broker_restart_a_recreated_topic_is_read_from_its_start(tmp_path):
+    """The memory-only broker forgets its topics; the same names come back starting at offset 0,
+    while the member still holds its old positions (and Tansu answers fetches past the end with
+    nothing). Every event published after the restart must still reach the handler."""
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+
+    def start_broker() -> ManagedProcess:
+        process = ManagedProcess(
+            "broker",
+            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            tmp_path / "b.log",
+        )
+        process.start()
+        deadline = time.monotonic() + 20
+        while not port_open("127.0.0.1", port):
+            assert process.alive and time.monotonic() < deadline, process.tail()
+            time.sleep(0.1)
+        return process
+
+    broker_process = start_broker()
+    bootstrap = f"127.0.0.1:{port}"
+    publisher = Publisher(bootstrap, client_id="tests")
+    consumer = None
+    try:
+        ensure_topics(bootstrap, ["restarted"], partitions=3)
+        publisher.publish_many([("restarted", submission(i)) for i in range(30)])  # positions move well past 0
+        consumer = Consumer(bootstrap, ["restarted"], group_id="g-restart", publisher=publisher, **FAST_GROUP)
+        assert drain(consumer, lambda batch: None, want=30) == 30
+
+        broker_process.kill()
+        broker_process = start_broker()
+        # Same partition count as before: an auto-created topic gets Tansu's default (4), and members
+        # do not re-join for the extra partition yet (open: shared/bus.py re-join on re-creation).
+        ensure_topics(bootstrap, ["restarted"], partitions=3)
+        after = [submission(100 + i) for i in range(6)]
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                publisher.publish_many([("restarted", event) for event in after])
+                break
+            except BusError:
+                assert time.monotonic() < deadline
+                time.sleep(0.5)
+        handled: list[str] = []
+        deadline = time.monotonic() + 60
+        while len(handled) < len(after) and time.monotonic() < deadline:
+            try:
+                consumer.process_once(lambda batch: handled.extend(m.envelope.id for m in batch), max_wait_ms=300)
+            except BusError:
+                time.sleep(0.5)
+        assert sorted(handled) == sorted(event.id for event in after)
+    finally:
+        if consumer is not None:
+            consumer.close()
+        publisher.close()
+        broker_process.kill()

@@ -168,6 +168,11 @@ def test_refs_are_unique_kebab_case_and_prefixed() -> None:
 
 
 # --------------------------------------------------------------------------- pitches
+def test_some_pitches_carry_a_confidential_part() -> None:
+    with_part = [p["ref"] for p in items("pitch") if {"financials", "contact", "attachments"} & set(p)]
+    assert len(with_part) >= 3, "the demo shows staged disclosure on a few pitches"
+
+
 @pytest.mark.parametrize("pitch", items("pitch"), ids=lambda item: item["ref"])
 def test_pitch_fields(pitch: dict[str, Any]) -> None:
     expected_keys = {
@@ -185,7 +190,8 @@ def test_pitch_fields(pitch: dict[str, Any]) -> None:
         "needs",
         "technology_transfer",
     }
-    assert set(pitch) == expected_keys, f"keys differ: {set(pitch) ^ expected_keys}"
+    confidential = {"financials", "contact", "attachments"}  # optional: a few pitches show staged disclosure
+    assert expected_keys <= set(pitch) <= expected_keys | confidential, f"keys differ: {set(pitch) ^ expected_keys}"
     for key in ("company", "title", "summary", "region"):
         assert _nonempty_str(pitch[key]), key
     assert len(pitch["title"]) <= 120

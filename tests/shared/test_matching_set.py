@@ -3,7 +3,10 @@
 The set holds invented pitches, mandates and needs (not the demo texts), per-entity
 activity, and queries whose graded judgments list every relevant candidate of one kind.
 These checks keep the file loadable by the API models, consistent with itself and the
-sector taxonomy, multilingual, and independent of the demo data's wording.
+sector taxonomy, multilingual, and independent of the demo data's wording. They also check
+the grading rubric's cheap promises: every query has same-sector candidates graded at most
+marginal (so sector labels alone cannot rank well), and no graded pitch-mandate pair fails
+the stage or ticket gate.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import pytest
 
 from shared.models import MandateCreate, NeedCreate, PitchCreate
+from shared.taxonomy import load_taxonomy
 from tests.language_mix import CJK_RE, language, strings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,8 +41,8 @@ MODELS: dict[str, type[PitchCreate] | type[MandateCreate] | type[NeedCreate]] = 
 SECTOR_FIELD = {"pitch": "sectors", "mandate": "sectors", "need": "target_sectors"}
 MAIN_TEXT = {"pitch": "summary", "mandate": "thesis", "need": "description"}
 CHECKED_TEXTS = ("title", "summary", "thesis", "description")
-MIN_COUNT = {"pitch": 70, "mandate": 45, "need": 40}
-MIN_QUERIES = 48
+MIN_COUNT = {"pitch": 95, "mandate": 80, "need": 75}
+MIN_QUERIES = 60
 MIN_PER_GROUP = 16
 MIN_CROSS_LANGUAGE = 12
 PAIR_GROUPS = (frozenset({"pitch", "mandate"}), frozenset({"pitch", "need"}), frozenset({"mandate", "need"}))
@@ -46,6 +50,11 @@ LANGUAGES = {"zh", "zh_hant", "en"}
 # Share of entities per language (target ~55% / ~30% / ~15%).
 LANGUAGE_RANGES = {"zh": (0.45, 0.65), "en": (0.22, 0.38), "zh_hant": (0.10, 0.20)}
 SHARED_SUBSTRING = 20
+# Same-sector candidates graded 0 or 1 that every query must have (the rubric's hard cases).
+MIN_SAME_SECTOR_NEGATIVES = 2
+# Rough conversion to CNY for the ticket gate; only ratios near 3x matter, so rates are approximate.
+CNY_PER_UNIT = {"CNY": 1.0, "USD": 7.2, "EUR": 7.8, "HKD": 0.92}
+TICKET_GATE = 3.0
 
 
 # --------------------------------------------------------------------------- loading
@@ -271,3 +280,76 @@ def test_cross_language_queries() -> None:
 
 def test_query_subjects_span_languages() -> None:
     assert {query["language"] for query in queries()} == LANGUAGES
+
+
+# --------------------------------------------------------------------------- rubric
+def sector_codes(ref: str) -> frozenset[str]:
+    item = by_ref()[ref]
+    return frozenset(load_taxonomy().codes_for(item[SECTOR_FIELD[kind_of()[ref]]]))
+
+
+def passes_stage_and_ticket(pitch: dict[str, Any], mandate: dict[str, Any]) -> bool:
+    """The rubric's structural hard gates for a pitch and a mandate (stage, ask within ~3x of the ticket)."""
+    ask = pitch["funding_ask"] * CNY_PER_UNIT[pitch["currency"]]
+    low = mandate["ticket_min"] * CNY_PER_UNIT[mandate["currency"]]
+    high = mandate["ticket_max"] * CNY_PER_UNIT[mandate["currency"]]
+    return pitch["stage"] in mandate["stages"] and low / TICKET_GATE <= ask <= high * TICKET_GATE
+
+
+def pitch_and_mandate(subject: str, candidate: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    if {kind_of()[subject], kind_of()[candidate]} != {"pitch", "mandate"}:
+        return None
+    first, second = by_ref()[subject], by_ref()[candidate]
+    return (first, second) if kind_of()[subject] == "pitch" else (second, first)
+
+
+def same_sector_negatives(query: dict[str, Any]) -> list[str]:
+    """Candidates that share a sector code with the subject yet are graded 0 (unlisted) or 1."""
+    codes = sector_codes(query["subject"])
+    return [
+        item["ref"]
+        for item in entities(query["candidate_kind"])
+        if sector_codes(item["ref"]) & codes and query["judgments"].get(item["ref"], 0) <= 1
+    ]
+
+
+def test_description_states_the_rubric() -> None:
+    description = bench()["description"]
+    for grade in ("3 = excellent", "2 = good", "1 = marginal", "0 = a hard gate fails"):
+        assert grade in description, f"rubric grade missing: {grade!r}"
+
+
+@pytest.mark.parametrize("query", queries(), ids=lambda query: query["id"])
+def test_query_has_same_sector_candidates_graded_at_most_marginal(query: dict[str, Any]) -> None:
+    """Sharing a sector code is never enough: each query has same-sector candidates an organizer rejects."""
+    negatives = same_sector_negatives(query)
+    assert len(negatives) >= MIN_SAME_SECTOR_NEGATIVES, f"{query['id']}: only {negatives}"
+    assert any(query["judgments"].get(ref) == 1 for ref in negatives), (
+        f"{query['id']}: no same-sector candidate graded 1 (same sector, other technology)"
+    )
+
+
+@pytest.mark.parametrize(
+    "query",
+    [query for query in queries() if group_of(query) == frozenset({"pitch", "mandate"})],
+    ids=lambda query: query["id"],
+)
+def test_pitch_mandate_query_has_a_structurally_fitting_negative(query: dict[str, Any]) -> None:
+    """Some same-sector candidate passes stage and ticket yet is graded at most 1: fields alone can't rank it."""
+    fitting = []
+    for ref in same_sector_negatives(query):
+        pair = pitch_and_mandate(query["subject"], ref)
+        if pair is not None and passes_stage_and_ticket(*pair):
+            fitting.append(ref)
+    assert fitting, f"{query['id']}: every same-sector candidate graded <= 1 already fails stage or ticket"
+
+
+def test_graded_pitch_mandate_pairs_pass_stage_and_ticket() -> None:
+    """A listed (graded 1-3) pitch-mandate pair never fails the stage or ticket hard gate."""
+    failing = []
+    for query in queries():
+        for ref in query["judgments"]:
+            pair = pitch_and_mandate(query["subject"], ref)
+            if pair is not None and not passes_stage_and_ticket(*pair):
+                failing.append((query["id"], ref))
+    assert not failing, f"graded pairs failing a hard gate: {failing}"

@@ -95,3 +95,26 @@ def test_two_relays_do_not_both_claim_a_row(sqlite_engine, topic_factory, publis
     first, second = OutboxRelay(sqlite_engine, publisher, batch_size=6), OutboxRelay(sqlite_engine, publisher)
     assert first.relay_once() + second.relay_once() == 10
     assert first.relay_once() + second.relay_once() == 0
+
+
+def test_a_commit_wakes_the_relay_before_its_next_poll(sqlite_engine, broker, topic_factory, publisher):
+    """A relay polling once a minute still publishes a just-committed event right away."""
+    import threading
+
+    topic = topic_factory()
+    relay = OutboxRelay(sqlite_engine, publisher, poll_interval_s=60.0)
+    stop = threading.Event()
+    thread = relay.start(stop)
+    try:
+        time.sleep(0.5)  # the relay found nothing and sleeps for its minute
+        with Session(sqlite_engine) as session:
+            enqueue(session, topic, event("woken"))
+            session.commit()
+        deadline = time.monotonic() + 30  # half the poll interval: only a wake-up gets there
+        while relay.published == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert relay.published == 1
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert not thread.is_alive(), "the relay stops promptly while waiting"

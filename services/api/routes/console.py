@@ -22,6 +22,8 @@ from services.api.deps import SessionDep, SettingsDep, is_staff, require_roles
 from services.api.routes.matches import ORGANIZER_VERDICTS, apply_verdict, counterpart_of
 from services.api.stream import MatchHub, make_stream_token, read_stream_token
 from services.matcher.scoring import explain_reasons
+from shared import audit as audit_log
+from shared.confidential.service import disclosure_state
 from shared.events import ReasonData
 from shared.models import (
     ENTITY_TABLES,
@@ -183,8 +185,10 @@ def queue_detail(match_id: str, request: Request, *, db: SessionDep, caller: Sta
     if a is None or b is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"match {match_id} not found / 未找到")
     chinese = request.headers.get("accept-language", "").lower().startswith("zh")
+    state = disclosure_state(db, match)
     return queue_item(match, a, b, detail=True, chinese=chinese) | {
-        "audit": [_decision(row) for row in curation.audit_trail(db, [match.id])]
+        "audit": [_decision(row) for row in curation.audit_trail(db, [match.id])],
+        "disclosure": state.model_dump() if state else None,
     }
 
 
@@ -225,7 +229,18 @@ def undo(body: UndoIn, *, db: SessionDep, settings: SettingsDep, caller: StaffDe
     matches = [_match(db, match_id) for match_id in dict.fromkeys(body.match_ids)]
     try:
         for match in matches:
-            curation.undo_last(db, match, actor=caller.owner, actor_role=caller.role, settings=settings)
+            undone = curation.undo_last(db, match, actor=caller.owner, actor_role=caller.role, settings=settings)
+            audit_log.record(
+                db,
+                audit_log.Actor.of(caller),
+                audit_log.AuditAction.MATCH_UNDO,
+                "match",
+                match.id,
+                decision_id=undone.id,
+                undoes=undone.undoes,
+                status=[undone.previous_status, undone.status],
+                score=[undone.previous_score, undone.score],
+            )
     except SessionRuleError as exc:
         db.rollback()
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc

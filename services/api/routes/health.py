@@ -33,7 +33,10 @@ def healthz(request: Request, response: Response) -> dict[str, Any]:
                     "age_s": round(age, 1),
                     **row.detail,
                 }
-    matcher = services.get("matcher", {})
+    # One matcher, or replicas named matcher-<n> / matcher-<pod>, each with a full index:
+    # the index is ready while any replica is.
+    replicas = [detail for name, detail in sorted(services.items()) if name.split("-", 1)[0] == "matcher"]
+    matcher = next((detail for detail in replicas if detail["state"] == "ready"), replicas[0] if replicas else {})
     index = {"state": matcher.get("state", "unknown"), "sizes": matcher.get("index", {})}
     healthy = db_ok and broker["ok"] and index["state"] == "ready"
     if not db_ok:

@@ -11,6 +11,8 @@ from sqlmodel import Session, col, or_, select
 from services.api.deps import CallerDep, SessionDep, SettingsDep, is_staff
 from services.api.errors import requested_language
 from services.matcher.scoring import explain_reasons, is_chinese
+from shared import audit
+from shared.confidential.service import DisclosureState, disclosure_state, states_of
 from shared.events import ENTITY_KINDS, EntityKind, Envelope, FeedbackData, ReasonData, Topic
 from shared.models import (
     VERDICT_PENALTY,
@@ -20,6 +22,7 @@ from shared.models import (
     Match,
     MatchFeedback,
     MatchStatus,
+    Pitch,
     Verdict,
     entity_sectors,
     entity_text,
@@ -38,10 +41,11 @@ class Counterpart(BaseModel):
     kind: str
     id: str
     title: str
-    owner: str
+    owner: str | None = Field(description="Who it is; for a pitch, shown to its counterpart only once disclosed.")
     region: str
     sectors: list[str]
     sector_codes: list[str]
+    stage: str | None = Field(None, description="A pitch's stage.")
 
 
 class MatchPublic(BaseModel):
@@ -54,6 +58,9 @@ class MatchPublic(BaseModel):
     reasons: list[dict[str, Any]]
     explanation: str
     counterpart: Counterpart
+    disclosure: DisclosureState | None = Field(
+        None, description="For a match with a pitch: may its counterpart see the pitch's confidential part?"
+    )
 
 
 def _find_subject(session: Any, subject: str) -> Entity | None:
@@ -74,7 +81,15 @@ def counterpart_of(entity: Entity) -> Counterpart:
         region=region,
         sectors=list(entity_sectors(entity)),
         sector_codes=list(entity.sector_codes),
+        stage=entity.stage if isinstance(entity, Pitch) else None,
     )
+
+
+def reveals_owner(caller: ApiKey, other: Entity, disclosure: DisclosureState | None) -> bool:
+    """A pitch's owner is part of what staged disclosure withholds from its counterpart."""
+    if is_staff(caller) or not isinstance(other, Pitch) or other.owner == caller.owner:
+        return True
+    return disclosure is not None and disclosure.visible
 
 
 def reader_language(request: Request, reader: Entity) -> bool:
@@ -83,8 +98,20 @@ def reader_language(request: Request, reader: Entity) -> bool:
     return language == "zh" if language else is_chinese(entity_text(reader))
 
 
-def public_match(match: Match, subject: Entity, other: Entity, rank: int, *, chinese: bool) -> MatchPublic:
+def public_match(
+    match: Match,
+    subject: Entity,
+    other: Entity,
+    rank: int,
+    *,
+    chinese: bool,
+    caller: ApiKey,
+    disclosure: DisclosureState | None,
+) -> MatchPublic:
     reasons = [ReasonData.model_validate(reason) for reason in match.reasons]
+    counterpart = counterpart_of(other)
+    if not reveals_owner(caller, other, disclosure):
+        counterpart.owner = None
     return MatchPublic(
         match_id=match.id,
         pair_kind=match.pair_kind,
@@ -94,7 +121,8 @@ def public_match(match: Match, subject: Entity, other: Entity, rank: int, *, chi
         components=match.components,
         reasons=match.reasons,
         explanation=explain_reasons(match.score, reasons, match.terms, entity_title(other), chinese=chinese),
-        counterpart=counterpart_of(other),
+        counterpart=counterpart,
+        disclosure=disclosure,
     )
 
 
@@ -115,12 +143,23 @@ def list_matches(
         query = query.where(or_(Match.a_kind == kind, Match.b_kind == kind))
     rows = session.exec(query.order_by(col(Match.score).desc()).limit(limit)).all()
     chinese = reader_language(request, entity)
+    disclosures = states_of(session, rows)
     results: list[MatchPublic] = []
     for match in rows:
         other_kind, other_id = (match.b_kind, match.b_id) if match.a_id == subject else (match.a_kind, match.a_id)
         other = get_entity(session, other_kind, other_id)
         if other is not None:
-            results.append(public_match(match, entity, other, len(results) + 1, chinese=chinese))
+            results.append(
+                public_match(
+                    match,
+                    entity,
+                    other,
+                    len(results) + 1,
+                    chinese=chinese,
+                    caller=caller,
+                    disclosure=disclosures[match.id],
+                )
+            )
     return results
 
 
@@ -186,8 +225,8 @@ def apply_verdict(
             ),
         ),
     )
-    # The audit trail (organizer console) remembers what undo restores.
-    record_decision(
+    # The curation trail (organizer console) remembers what undo restores; the audit log records who did it.
+    decision = record_decision(
         session,
         match,
         action=verdict.value,
@@ -197,6 +236,18 @@ def apply_verdict(
         feedback=feedback,
         actor=caller.owner,
         actor_role=caller.role,
+    )
+    session.flush()
+    audit.record(
+        session,
+        audit.Actor.of(caller),
+        audit.AuditAction(f"match.{verdict.value}"),
+        "match",
+        match.id,
+        decision_id=decision.id,
+        reason=reason,
+        status=[previous_status, match.status],
+        score=[previous_score, match.score],
     )
 
 
@@ -225,4 +276,12 @@ def give_feedback(
     other_id, other_kind = (match.b_id, match.b_kind) if reader_id == match.a_id else (match.a_id, match.a_kind)
     other = get_entity(session, other_kind, other_id)
     assert reader is not None and other is not None
-    return public_match(match, reader, other, 1, chinese=reader_language(request, reader))
+    return public_match(
+        match,
+        reader,
+        other,
+        1,
+        chinese=reader_language(request, reader),
+        caller=caller,
+        disclosure=disclosure_state(session, match),
+    )

@@ -15,7 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlmodel import Session, col, select
 
 from services.api.deps import CallerDep, SessionDep, SettingsDep, require_roles
+from services.api.errors import Problem as ProblemBody
+from shared import audit
+from shared.audit import AuditAction
 from shared.errors import NotFoundError
+from shared.json_types import JsonBool
 from shared.models import ApiKey, Role
 from shared.sessions import exports, service
 from shared.sessions.models import (
@@ -32,8 +36,25 @@ from shared.sessions.models import (
 from shared.sessions.planner import PlanResult, Problem
 from shared.sessions.service import SessionRuleError
 
-router = APIRouter(prefix="/v1", tags=["sessions"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["sessions"],
+    responses={409: {"model": ProblemBody, "description": "A session rule forbids this now (e.g. not a draft)"}},
+)
+
+
+def _file_response(media_type: str) -> dict[int | str, dict[str, Any]]:
+    # Documented as an extra 200 content type: a `response_class` would also relabel the JSON
+    # error answers (404, 403, …) as CSV in the OpenAPI.
+    return {200: {"content": {media_type: {"schema": {"type": "string"}}}, "description": "The file"}}
+
+
 StaffDep = Annotated[ApiKey, Depends(require_roles(Role.ORGANIZER, Role.ADMIN))]
+
+
+def _audit(db: Session, caller: ApiKey, action: AuditAction, object_type: str, object_id: str, **detail: Any) -> None:
+    """Every organizer decision on a session is in the audit log (same transaction)."""
+    audit.record(db, audit.Actor.of(caller), action, object_type, object_id, **detail)
 
 
 @contextmanager
@@ -78,6 +99,7 @@ def _salon(db: Session, session_id: str) -> SalonSession:
 def create_session(body: SalonSessionCreate, *, db: SessionDep, caller: StaffDep) -> dict[str, Any]:
     with domain_errors():
         salon = service.create_session(db, body, actor=caller.owner)
+    _audit(db, caller, AuditAction.SESSION_CREATE, "session", salon.id, theme=salon.theme)
     db.commit()
     return session_view(db, salon)
 
@@ -100,6 +122,7 @@ def update_session(
     salon = _salon(db, session_id)
     with domain_errors():
         service.update_session(db, salon, body, settings)
+    _audit(db, caller, AuditAction.SESSION_UPDATE, "session", salon.id, fields=sorted(body.model_fields_set))
     db.commit()
     return session_view(db, salon)
 
@@ -108,6 +131,7 @@ def update_session(
 def cancel_session(session_id: str, *, db: SessionDep, settings: SettingsDep, caller: StaffDep) -> dict[str, Any]:
     salon = _salon(db, session_id)
     service.cancel_session(db, salon, settings)
+    _audit(db, caller, AuditAction.SESSION_CANCEL, "session", salon.id)
     db.commit()
     return session_view(db, salon)
 
@@ -115,7 +139,7 @@ def cancel_session(session_id: str, *, db: SessionDep, settings: SettingsDep, ca
 class PlanIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    allow_rematch: bool = Field(False, description="Allow participants who already met to sit together again.")
+    allow_rematch: JsonBool = Field(False, description="Allow participants who already met to sit together again.")
 
 
 def plan_view(result: PlanResult) -> dict[str, Any]:
@@ -139,6 +163,7 @@ def plan_session(
     db.add(salon)
     with domain_errors():
         result = service.run_planner(db, salon, settings)
+    _audit(db, caller, AuditAction.SESSION_PLAN, "session", salon.id, status=result.status, feasible=result.feasible)
     db.commit()
     if not result.feasible:
         first = result.problems[0].message if result.problems else "no list keeps every rule"
@@ -160,6 +185,9 @@ def edit_list(
     salon = _salon(db, session_id)
     with domain_errors():
         service.edit_list(db, salon, settings, body.invited, body.alternates)
+    _audit(
+        db, caller, AuditAction.SESSION_EDIT_LIST, "session", salon.id, invited=body.invited, alternates=body.alternates
+    )
     db.commit()
     return session_view(db, salon)
 
@@ -169,6 +197,7 @@ def publish(session_id: str, *, db: SessionDep, settings: SettingsDep, caller: S
     salon = _salon(db, session_id)
     with domain_errors():
         service.publish(db, salon, settings)
+    _audit(db, caller, AuditAction.SESSION_PUBLISH, "session", salon.id)
     db.commit()
     return session_view(db, salon)
 
@@ -176,7 +205,7 @@ def publish(session_id: str, *, db: SessionDep, settings: SettingsDep, caller: S
 class AttendanceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    attended: dict[str, bool] = Field(description="participant → attended (true) or no-show (false)")
+    attended: dict[str, JsonBool] = Field(description="participant → attended (true) or no-show (false)")
 
 
 @router.post("/sessions/{session_id}/attendance", summary="Record who attended")
@@ -184,6 +213,7 @@ def attendance(session_id: str, body: AttendanceIn, *, db: SessionDep, caller: S
     salon = _salon(db, session_id)
     with domain_errors():
         service.record_attendance(db, salon, body.attended)
+    _audit(db, caller, AuditAction.SESSION_ATTENDANCE, "session", salon.id, attended=body.attended)
     db.commit()
     return session_view(db, salon)
 
@@ -195,15 +225,7 @@ EXPORTS = {
 }
 
 
-@router.get("/sessions/{session_id}/{export}", summary="Roster or agenda as CSV, the session as .ics")
-def export_session(
-    session_id: str,
-    export: Literal["roster.csv", "agenda.csv", "calendar.ics"],
-    request: Request,
-    *,
-    db: SessionDep,
-    caller: StaffDep,
-) -> Response:
+def _export(export: str, session_id: str, request: Request, db: Session) -> Response:
     salon = _salon(db, session_id)
     featured = service.featured_pitches(db, salon)
     seated = service.invitations(db, salon, service.SEATED)
@@ -217,6 +239,31 @@ def export_session(
     return Response(
         body, media_type=EXPORTS[export], headers={"Content-Disposition": f'attachment; filename="{filename}"'}
     )
+
+
+# One route per export (not `/{export}`): a catch-all segment would swallow `/attendance`,
+# `/plan`, … and answer a GET there with a 422 instead of 405 Method Not Allowed.
+@router.get(
+    "/sessions/{session_id}/roster.csv", responses=_file_response("text/csv"), summary="The session's roster as CSV"
+)
+def export_roster(session_id: str, request: Request, *, db: SessionDep, caller: StaffDep) -> Response:
+    return _export("roster.csv", session_id, request, db)
+
+
+@router.get(
+    "/sessions/{session_id}/agenda.csv", responses=_file_response("text/csv"), summary="The session's agenda as CSV"
+)
+def export_agenda(session_id: str, request: Request, *, db: SessionDep, caller: StaffDep) -> Response:
+    return _export("agenda.csv", session_id, request, db)
+
+
+@router.get(
+    "/sessions/{session_id}/calendar.ics",
+    responses=_file_response("text/calendar"),
+    summary="The session as an iCalendar event",
+)
+def export_calendar(session_id: str, request: Request, *, db: SessionDep, caller: StaffDep) -> Response:
+    return _export("calendar.ics", session_id, request, db)
 
 
 # --- participants' side -----------------------------------------------------------------------
@@ -259,6 +306,9 @@ def answer(
 @router.post("/conflicts", status_code=201, summary="Declare a conflict of interest between two participants")
 def declare_conflict(body: ConflictCreate, *, db: SessionDep, caller: StaffDep) -> dict[str, Any]:
     row = service.declare_conflict(db, body.participant_a, body.participant_b, body.reason, actor=caller.owner)
+    db.flush()
+    pair = [row.participant_a, row.participant_b]
+    _audit(db, caller, AuditAction.CONFLICT_DECLARE, "conflict", str(row.id), participants=pair)
     db.commit()
     return public(row)
 
@@ -272,6 +322,7 @@ def list_conflicts(*, db: SessionDep, caller: StaffDep) -> list[dict[str, Any]]:
 def record_followup(body: FollowUpCreate, *, db: SessionDep, settings: SettingsDep, caller: StaffDep) -> dict[str, Any]:
     with domain_errors():
         row = service.record_followup(db, body, actor=caller.owner, settings=settings)
+    _audit(db, caller, AuditAction.FOLLOWUP_RECORD, "followup", row.id, pitch_id=row.pitch_id, outcome=row.outcome)
     db.commit()
     return public(row)
 

@@ -8,6 +8,7 @@ from sqlmodel import Session, col, select
 
 from services.api.deps import CallerDep, SessionDep, SettingsDep, is_staff
 from services.api.intake import create_entity, replace_entity
+from shared.audit import Actor
 from shared.models import (
     ENTITY_TABLES,
     SUBMITTER_ROLE,
@@ -69,7 +70,8 @@ def build_router(kind: str, plural: str, create_model: Any, public_model: Any) -
     )
     def submit(body: create_model, session: SessionDep, settings: SettingsDep, caller: CallerDep) -> Accepted:  # type: ignore[valid-type]
         _check_submitter(caller, kind)
-        return _accepted(create_entity(session, settings, kind, body, owner=caller.owner), plural)
+        entity = create_entity(session, settings, kind, body, owner=caller.owner, actor=Actor.of(caller))
+        return _accepted(entity, plural)
 
     @router.get("", response_model=list[public_model], summary=f"List {plural} the caller may see")
     def list_entities(
@@ -98,7 +100,7 @@ def build_router(kind: str, plural: str, create_model: Any, public_model: Any) -
     ) -> Accepted:  # type: ignore[valid-type]
         entity = visible_entity(session, caller, kind, entity_id)
         _check_submitter(caller, kind)
-        return _accepted(replace_entity(session, settings, entity, body), plural)
+        return _accepted(replace_entity(session, settings, entity, body, actor=Actor.of(caller)), plural)
 
     return router
 

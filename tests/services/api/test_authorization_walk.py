@@ -14,7 +14,7 @@ from shared.models import Match, Role
 from tests.payloads import MANDATE, NEED, PITCH
 from tests.services.api.test_webhooks import stub_resolver
 
-ORGANIZER_ONLY = ("/v1/console", "/v1/sessions", "/v1/conflicts", "/v1/followups", "/v1/participants")
+ORGANIZER_ONLY = ("/v1/console", "/v1/sessions", "/v1/conflicts", "/v1/followups", "/v1/participants", "/v1/audit")
 NOT_OWNED = ("/v1/healthz", "/v1/taxonomy", "/v1/webhooks/event-types")
 UNKNOWN = str(uuid.uuid4())
 
@@ -76,6 +76,8 @@ def test_another_participants_resources_are_404_and_organizer_functions_403(clie
         "/v1/mandates/{entity_id}": MANDATE,
         "/v1/needs/{entity_id}": NEED,
         "/v1/matches/{match_id}/feedback": {"verdict": "decline"},
+        "/v1/matches/{match_id}/disclosure": {"parts": ["contact"]},
+        "/v1/pitches/{entity_id}/confidential": {"contact": {"name": "Bob", "email": "bob@example.com"}},
         "/v1/webhooks/endpoints/{endpoint_id}": {"state": "paused"},
         "/v1/invitations/{invitation_id}/answer": {"answer": "accept"},
     }

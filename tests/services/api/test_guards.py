@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
@@ -21,6 +18,7 @@ from shared.db import init_db, make_engine
 from shared.models import IdempotencyRecord, Pitch, Role
 from shared.security import create_key
 from shared.settings import Settings
+from tests.live_api import serve_api
 from tests.payloads import PITCH
 
 
@@ -108,29 +106,14 @@ def test_the_same_key_sent_concurrently_creates_one_row(tmp_path: Path):
     with Session(engine) as session:
         _, raw = create_key(session, role=Role.ENTERPRISE, name="e", owner="e", pepper=settings.api_key_pepper)
         session.commit()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, background=False), host="127.0.0.1", port=settings.api_port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
     headers = {"Authorization": f"Bearer {raw}", "Idempotency-Key": "burst-1"}
-    try:
+    with serve_api(settings) as url:
 
         def post(_: int) -> httpx.Response:
-            return httpx.post(
-                f"http://127.0.0.1:{settings.api_port}/v1/pitches", json=PITCH, headers=headers, timeout=30
-            )
+            return httpx.post(f"{url}/v1/pitches", json=PITCH, headers=headers, timeout=30)
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             responses = list(pool.map(post, range(8)))
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     assert {r.status_code for r in responses} == {202}
     assert len({r.json()["id"] for r in responses}) == 1
     assert len(pitches(settings)) == 1

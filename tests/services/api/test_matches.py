@@ -159,7 +159,10 @@ def test_feedback_lowers_the_pair_and_similar_pairs_when_scored_again(
             return session.exec(select(Match).where(Match.a_id == ids["pitch"], Match.b_id == mandate_id)).one().score
 
     unpenalised = pair_score(sibling)
-    run_matcher("pitch", ids["pitch"])  # the pitch is scored again (e.g. after a re-drive)
+    # The pitch is updated, so its new version is scored again (one proposal set per version).
+    updated = client.put(f"/v1/pitches/{ids['pitch']}", json=PITCH, headers=keys["enterprise"])
+    assert updated.status_code == 202, updated.text
+    run_matcher("pitch", ids["pitch"])
     assert pair_score(sibling) < unpenalised, "a pair similar to a rejected one is lowered"
     with Session(engine) as session:
         match = session.get(Match, match_id)

@@ -7,13 +7,13 @@ from datetime import timedelta
 from sqlmodel import Session, col, select
 
 from services.api.intake import create_entity
-from services.api.reconcile import redrive_stuck
-from shared.models import CREATE_MODELS, EntityStatus, OutboxMessage, Pitch, utcnow
+from services.api.reconcile import pipeline_backlog, redrive_stuck
+from shared.models import CREATE_MODELS, EntityStatus, OutboxMessage, Pitch, ServiceStatus, utcnow
 from shared.settings import Settings
 from tests.payloads import PITCH
 
 
-def make_pitch(engine, *, status: str, age_s: int, published: bool) -> str:
+def make_pitch(engine, *, status: str, age_s: int, published: bool, published_age_s: int | None = None) -> str:
     settings = Settings()
     with Session(engine, expire_on_commit=False) as session:
         pitch = create_entity(session, settings, "pitch", CREATE_MODELS["pitch"].model_validate(PITCH), owner="o")
@@ -22,7 +22,7 @@ def make_pitch(engine, *, status: str, age_s: int, published: bool) -> str:
         session.add(pitch)
         if published:
             for row in session.exec(select(OutboxMessage).where(OutboxMessage.key == pitch.id)):
-                row.published_at = utcnow()
+                row.published_at = utcnow() - timedelta(seconds=age_s if published_age_s is None else published_age_s)
                 session.add(row)
         session.commit()
         return pitch.id
@@ -40,10 +40,63 @@ def test_only_old_unmatched_entities_without_pending_events_are_redriven(any_eng
     fresh = make_pitch(any_engine, status=EntityStatus.ACCEPTED, age_s=5, published=True)
     queued = make_pitch(any_engine, status=EntityStatus.ACCEPTED, age_s=600, published=False)
     done = make_pitch(any_engine, status=EntityStatus.MATCHED, age_s=600, published=True)
+    # Accepted long ago, but its event only just left the outbox (the broker was away): still in the topic.
+    backlog = make_pitch(any_engine, status=EntityStatus.ACCEPTED, age_s=600, published=True, published_age_s=5)
 
     assert redrive_stuck(any_engine, settings) == 2
     assert events_for(any_engine, lost) == 2 and events_for(any_engine, half_way) == 2
-    assert [events_for(any_engine, i) for i in (fresh, queued, done)] == [1, 1, 1]
+    assert [events_for(any_engine, i) for i in (fresh, queued, done, backlog)] == [1, 1, 1, 1]
     assert redrive_stuck(any_engine, settings) == 0, "not again before another period passed"
     with Session(any_engine) as session:
         assert session.exec(select(Pitch).where(col(Pitch.id) == lost)).one().status == EntityStatus.ACCEPTED
+
+
+def report(
+    engine, name: str, *, lag: int, age_s: float = 0, measured_age_s: float = 1, partitions: list[str] | None = None
+) -> None:
+    """A heartbeat row as a consumer process writes it."""
+    with Session(engine) as session:
+        row = session.get(ServiceStatus, name) or ServiceStatus(name=name, state="ready")
+        row.state = "ready"
+        row.detail = {
+            "lag": lag,
+            "lag_measured_at": int(utcnow().timestamp() - measured_age_s),
+            "partitions": ["t:0"] if partitions is None else partitions,
+        }
+        row.updated_at = utcnow() - timedelta(seconds=age_s)
+        session.add(row)
+        session.commit()
+
+
+def test_while_the_pipeline_reports_a_backlog_only_the_long_stuck_are_redriven(any_engine):
+    settings = Settings(reconcile_after_s=60)
+    lost = make_pitch(any_engine, status=EntityStatus.ACCEPTED, age_s=300, published=True)
+    report(any_engine, "embedder", lag=0)
+    report(any_engine, "matcher", lag=250)  # slow, not lost: the entity may be among those 250
+    assert pipeline_backlog(any_engine) == 250
+    assert redrive_stuck(any_engine, settings) == 0 and events_for(any_engine, lost) == 1
+
+    report(any_engine, "matcher", lag=0, partitions=[])  # re-joining its group: it owns nothing yet
+    assert pipeline_backlog(any_engine) == 1
+    report(any_engine, "matcher", lag=0, measured_age_s=120)  # the broker is away: no recent measurement
+    assert pipeline_backlog(any_engine) == 1
+    assert redrive_stuck(any_engine, settings) == 0
+
+    report(any_engine, "matcher", lag=0)  # caught up and still not matched: lost
+    assert pipeline_backlog(any_engine) == 0
+    assert redrive_stuck(any_engine, settings) == 1 and events_for(any_engine, lost) == 2
+
+    # However busy the pipeline says it is, nothing stays stuck for ever (here: > 10 periods).
+    report(any_engine, "matcher", lag=250)
+    forgotten = make_pitch(any_engine, status=EntityStatus.ACCEPTED, age_s=900, published=True)
+    assert redrive_stuck(any_engine, settings) == 1 and events_for(any_engine, forgotten) == 2
+
+
+def test_when_no_consumer_reports_its_lag_the_clock_alone_decides(any_engine):
+    with Session(any_engine) as session:  # consumers that do not report a lag (older versions)
+        session.add(ServiceStatus(name="embedder", state="ready", detail={"handled": 3}))
+        session.add(ServiceStatus(name="matcher", state="ready", detail={"handled": 3}))
+        session.commit()
+    assert pipeline_backlog(any_engine) is None
+    make_pitch(any_engine, status=EntityStatus.ACCEPTED, age_s=600, published=True)
+    assert redrive_stuck(any_engine, Settings(reconcile_after_s=60)) == 1

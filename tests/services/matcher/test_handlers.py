@@ -108,6 +108,18 @@ def test_a_redelivered_vector_changes_nothing(sqlite_engine, state):
     assert len(match_events(sqlite_engine)) == before
 
 
+def test_a_redriven_submission_of_a_matched_version_proposes_nothing_again(any_engine, state):
+    """The reconciler re-drives with a fresh event id; the same version must not be proposed twice."""
+    mandate = submit(any_engine, "mandate", MANDATE, "fund")
+    pitch = submit(any_engine, "pitch", PITCH, "enterprise")
+    handle(vector_event(mandate), any_engine, state)
+    assert handle(vector_event(pitch), any_engine, state) == 1
+    before = len(match_events(any_engine))
+    redriven = vector_event(pitch)  # a new event id for the same entity version
+    assert handle(redriven, any_engine, state) == 0
+    assert len(match_events(any_engine)) == before
+
+
 def test_a_stale_version_is_skipped(sqlite_engine, state):
     pitch = submit(sqlite_engine, "pitch", PITCH, "enterprise")
     with Session(sqlite_engine) as session:
@@ -183,3 +195,31 @@ def test_a_crash_after_embedding_leaves_status_embedded_and_redelivery_completes
     with Session(sqlite_engine) as session:
         assert session.get(ENTITY_TABLES["pitch"], pitch.id).status == "matched"
         assert len(session.exec(select(EntityVector)).all()) == 2
+
+
+def test_ranking_holds_no_write_lock_and_a_version_changed_meanwhile_is_left_alone(sqlite_engine, state, monkeypatch):
+    """The matcher ranks before its first write, so on SQLite the API can write meanwhile; an
+    update committed during the ranking wins (its own vector event matches the new version)."""
+    import sqlite3
+
+    from services.matcher import handlers
+
+    mandate = submit(sqlite_engine, "mandate", MANDATE, "fund")
+    handle(vector_event(mandate), sqlite_engine, state)
+    pitch = submit(sqlite_engine, "pitch", PITCH, "enterprise")
+    database = str(sqlite_engine.url.database)
+    ranked = handlers._propose
+
+    def ranking_while_the_api_updates(*args, **kwargs):
+        other = sqlite3.connect(database, timeout=0.1)  # fails fast if a write lock were held
+        other.execute("UPDATE pitch SET version = version + 1, status = 'accepted' WHERE id = ?", (pitch.id,))
+        other.commit()
+        other.close()
+        return ranked(*args, **kwargs)
+
+    monkeypatch.setattr(handlers, "_propose", ranking_while_the_api_updates)
+    assert handle(vector_event(pitch), sqlite_engine, state) == 0
+    with Session(sqlite_engine) as session:
+        stored = session.get(ENTITY_TABLES["pitch"], pitch.id)
+        assert stored is not None and stored.version == 2 and stored.status == "accepted"
+        assert session.exec(select(Match).where(Match.a_id == pitch.id)).all() == []
