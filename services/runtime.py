@@ -132,8 +132,11 @@ def connect_bus(
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            ensure_topics(settings.bootstrap, all_topics(settings), partitions=settings.kafka_topic_partitions)
-            return Publisher(settings.bootstrap, client_id=client_id)
+            topics = all_topics(settings)
+            ensure_topics(settings.bootstrap, topics, partitions=settings.kafka_topic_partitions)
+            return Publisher(
+                settings.bootstrap, client_id=client_id, topics=topics, partitions=settings.kafka_topic_partitions
+            )
         except BusError as exc:
             if time.monotonic() > deadline or (stop is not None and stop.is_set()):
                 raise

@@ -87,12 +87,29 @@ class Publisher:
 
     After a failed publish the underlying producer is discarded and rebuilt on the next
     call, so a broker that restarted (and forgot producer ids and topics) is picked up.
+    Before the rebuild it creates `topics` again with their planned partition count: no
+    client here lets the broker auto-create a topic, because the broker's default count
+    (Tansu: 4) would differ from the plan, and group members assigned the planned
+    partitions would never read the extra one.
     """
 
-    def __init__(self, bootstrap: str, *, client_id: str = "salon", **overrides: Any) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        client_id: str = "salon",
+        topics: Sequence[str] = (),
+        partitions: int = 1,
+        **overrides: Any,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._topics = list(topics)
+        self._partitions = partitions
+        self._failed = False
         self._config: dict[str, Any] = {
             "bootstrap_servers": bootstrap,
             "client_id": client_id,
+            "allow_auto_create_topics": False,
             "acks": "all",
             "retries": 5,
             "linger_ms": 5,
@@ -109,6 +126,9 @@ class Publisher:
 
     def _connect(self) -> KafkaProducer:
         if self._producer is None:
+            if self._failed and self._topics:
+                # A restarted broker has no topics: make them as planned before anything else can.
+                ensure_topics(self._bootstrap, self._topics, partitions=self._partitions)
             try:
                 self._producer = KafkaProducer(**self._config)
             except KafkaError as exc:
@@ -144,6 +164,7 @@ class Publisher:
             raise BusError(f"publish failed: {exc}") from exc
 
     def _discard(self) -> None:
+        self._failed = True
         producer, self._producer = self._producer, None
         if producer is not None:
             try:
@@ -201,6 +222,7 @@ class Consumer:
         config: dict[str, Any] = {
             "bootstrap_servers": bootstrap,
             "group_id": group_id,
+            "allow_auto_create_topics": False,  # see Publisher: topics are created as planned
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
             "session_timeout_ms": session_timeout_ms,
@@ -218,6 +240,8 @@ class Consumer:
         self._topics = set(topics)
         self._topic_ids: dict[str, str] = {}
         self._recreated: set[str] = set()
+        self._partition_counts: dict[str, int] = {}
+        self._resized: set[str] = set()
         self._recreated_lock = threading.Lock()
         self._watch_topic_ids()
         self._publisher = publisher
@@ -383,11 +407,15 @@ class Consumer:
                 topic_id = updated.topic_id(topic)
                 if topic_id is None:
                     continue
+                partitions = len(updated.partitions_for_topic(topic) or ())
                 with self._recreated_lock:
                     known = self._topic_ids.setdefault(topic, topic_id)
                     if known != topic_id:
                         self._topic_ids[topic] = topic_id
                         self._recreated.add(topic)
+                    if self._partition_counts.setdefault(topic, partitions) != partitions:
+                        self._partition_counts[topic] = partitions
+                        self._resized.add(topic)
 
         cluster.add_listener(on_metadata)
 
@@ -396,6 +424,10 @@ class Consumer:
         OFFSET_OUT_OF_RANGE would); records just polled from them come again, so they are dropped."""
         with self._recreated_lock:
             recreated, self._recreated = self._recreated, set()
+            resized, self._resized = self._resized, set()
+        if resized:
+            log.warning("%s: %s changed partition count; re-joining the group", self.group_id, sorted(resized))
+            self._consumer._coordinator.request_rejoin()
         if not recreated:
             return records
         owned = [tp for tp in self._consumer.assignment() if tp.topic in recreated]

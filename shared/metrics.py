@@ -71,6 +71,10 @@ EMBED_BATCH_SIZE = Histogram(
 EMBED_DURATION = Histogram(
     "salon_embed_duration_seconds", "Time one encoder call took.", buckets=(*_SECONDS_BUCKETS, 60.0)
 )
+EMBED_REUSED = Counter(
+    "salon_embed_reused",
+    "Submissions answered from the embedder's vector cache (re-deliveries, re-drives) instead of the model.",
+)
 
 # --- matcher ---------------------------------------------------------------------------
 MATCH_PROPOSALS = Counter(

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         description="Embedder: at most this many submissions per poll, sorted by length before encoding ...",
     )
     embed_batch_wait_ms: int = Field(200, ge=0, description="... or whatever arrived within this many ms.")
+    embed_cache_size: int = Field(
+        20000,
+        ge=0,
+        description="Embedder: vectors kept (about 1.5 KiB each at 384 dims) so a re-delivered or re-driven "
+        "submission of the same entity version and text is not encoded again; 0 turns the cache off.",
+    )
     index_dir: Path | None = Field(None, description="FAISS snapshots; default <data_dir>/index.")
     index_snapshot_every: int = Field(200, ge=1, description="Matcher snapshots its indices after this many adds.")
     index_exact_max: int = Field(
@@ -59,12 +65,14 @@ class Settings(BaseSettings):
 
     match_top_k: int = Field(10, ge=1, le=100, description="Counterparts proposed per kind for each entity.")
     match_min_score: float = Field(0.12, ge=0, le=1, description="Proposals scoring below this are not published.")
-    weight_dense: float = Field(0.15, ge=0, description="Weight of dense (embedding) similarity.")
-    weight_lexical: float = Field(0.10, ge=0, description="Weight of BM25 lexical similarity (works for Chinese).")
+    weight_dense: float = Field(0.10, ge=0, description="Weight of dense (embedding) similarity.")
+    weight_lexical: float = Field(
+        0.40, ge=0, description="Weight of lexical similarity: BM25 (works for Chinese) or shared glossary concepts."
+    )
     weight_structured: float = Field(
         0.75, ge=0, description="Weight of structured fit (sectors, stage, ticket, region)."
     )
-    weight_activity: float = Field(0.0, ge=0, description="Weight of the activity prior (recorded deals, recency).")
+    weight_activity: float = Field(0.10, ge=0, description="Weight of the activity prior (recorded deals, recency).")
 
     dense_cjk_reliability: float = Field(
         0.25, ge=0, le=1, description="Trust in dense similarity for Chinese text (1.0 with a multilingual model)."

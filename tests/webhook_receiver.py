@@ -29,7 +29,11 @@ class Receiver:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                length = int(self.headers.get("content-length", 0))
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-request: no HTTP server hands this on
+                    self.close_connection = True
+                    return
                 request = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 receiver.requests.append(request)
                 status = receiver.answer(request)

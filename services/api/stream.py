@@ -98,6 +98,7 @@ def run_match_feed(settings: Settings, hub: MatchHub, stop: threading.Event) -> 
                 group_id=None,
                 enable_auto_commit=False,
                 client_id="api-console-stream",
+                allow_auto_create_topics=False,  # see shared.bus.Publisher
                 request_timeout_ms=15000,
             )
             partitions = consumer.partitions_for_topic(topic)

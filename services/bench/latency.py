@@ -99,6 +99,7 @@ class ProposalWatcher:
             group_id=None,
             enable_auto_commit=False,
             client_id="bench-latency-watcher",
+            allow_auto_create_topics=False,
             fetch_max_wait_ms=20,  # our own reading must not add to what is measured
             request_timeout_ms=15000,
         )

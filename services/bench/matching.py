@@ -5,7 +5,7 @@ judged 3 (excellent), 2 (good), 1 (marginal) or, when unlisted, 0. Methods, all 
 in one run on the same candidates:
   full        the matcher's Ranker (retrieval + dense + lexical + structured + activity)
   dense       cosine of the embeddings alone
-  lexical     BM25 (jieba) alone
+  lexical     the lexical signal alone: BM25 (jieba) or shared glossary concepts
   structured  the structured rules alone (gated pairs last)
   popularity  candidates by recorded activity (deals), the baseline to beat
 Metrics: nDCG@10 with gains 2^grade−1; recall@10 and MRR count grade ≥ 2 as relevant.
@@ -33,7 +33,7 @@ from embeddings import Encoder, HashingEncoder, SentenceTransformerEncoder
 from services.api.intake import build_entity
 from services.bench import bench_app
 from services.matcher.main import policy_from
-from services.matcher.ranking import MatchPolicy, Ranker, cosine_similarity, lexical_similarity
+from services.matcher.ranking import MatchPolicy, Ranker, cosine_similarity, lexical_similarity, text_similarity
 from services.matcher.scoring import Activity, Weights, is_chinese, structured_fit
 from services.matcher.state import MatcherState
 from shared.models import CREATE_MODELS, Entity, entity_text
@@ -153,7 +153,10 @@ class Bench:
             scores = {c.id: by_id[self.vector_ids[c.id]] for c in candidates}
         elif method == "lexical":
             by_id = lexical_similarity(index, text, ids)
-            scores = {c.id: by_id.get(self.vector_ids[c.id], 0.0) for c in candidates}
+            scores = {
+                c.id: text_similarity(by_id.get(self.vector_ids[c.id], 0.0), text, entity_text(c))[0]
+                for c in candidates
+            }
         elif method == "structured":
             scores = {}
             for c in candidates:
@@ -194,7 +197,7 @@ def pair_group(query: Query, bench: Bench) -> str:
 # --- weight tuning -----------------------------------------------------------------------------
 GRID = {
     "dense": (0.0, 0.1, 0.2, 0.35),
-    "lexical": (0.0, 0.1, 0.2, 0.4),
+    "lexical": (0.0, 0.1, 0.2, 0.4, 0.6),
     "structured": (0.25, 0.5, 0.75, 1.0),
     "activity": (0.0, 0.05, 0.1),
 }
@@ -295,6 +298,7 @@ def run(encoder: Encoder, path: Path | None, policy: MatchPolicy) -> dict[str, A
         groups.setdefault(pair_group(query, bench), []).append(query)
     by_group = {group: evaluate(bench, policy, queries) for group, queries in sorted(groups.items())}
     best_baseline = max(BASELINES, key=lambda method: overall[method]["ndcg@10"])
+    best = max(overall[best_baseline]["ndcg@10"], 1e-9)
     return {
         "encoder": encoder.model_name,
         "queries": len(labelled.queries),
@@ -303,8 +307,30 @@ def run(encoder: Encoder, path: Path | None, policy: MatchPolicy) -> dict[str, A
         **overall,
         "by_pair": by_group,
         "best_baseline": best_baseline,
-        "full_vs_best_baseline_ratio": overall["full"]["ndcg@10"] / max(overall[best_baseline]["ndcg@10"], 1e-9),
+        "full_vs_best_baseline_ratio": overall["full"]["ndcg@10"] / best,
+        # What the set allows: a perfect ranking scores nDCG@10 = 1 on every query.
+        "perfect_vs_best_baseline_ratio": 1.0 / best,
+        "structurally_eligible_per_query": structurally_eligible(bench),
     }
+
+
+def structurally_eligible(bench: Bench) -> float:
+    """Mean candidates per query that pass every hard gate and share a sector code with the
+    subject: what a structure-only ranker cannot tell apart. When it is near K, any ranker
+    that applies the gates has most relevant candidates in its top K, and text hardly counts."""
+    counts = []
+    for query in bench.labelled.queries:
+        subject = bench.labelled.entities[query.subject]
+        counts.append(
+            sum(
+                1
+                for c in bench.labelled.of_kind(query.candidate_kind)
+                if c.owner != subject.owner
+                and set(c.sector_codes) & set(subject.sector_codes)
+                and not structured_fit(subject, c).gated
+            )
+        )
+    return sum(counts) / max(len(counts), 1)
 
 
 def print_report(report: dict[str, Any], console: Console) -> None:
@@ -324,7 +350,12 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     console.print(pairs)
     console.print(
         f"full / best baseline ({report['best_baseline']}) on nDCG@10: "
-        f"[bold]{report['full_vs_best_baseline_ratio']:.2f}×[/] (target ≥ 1.30×)"
+        f"[bold]{report['full_vs_best_baseline_ratio']:.2f}×[/] (target ≥ 1.30×; "
+        f"a perfect ranking would be {report['perfect_vs_best_baseline_ratio']:.2f}×)"
+    )
+    console.print(
+        f"candidates per query passing every hard gate with a sector in common: "
+        f"{report['structurally_eligible_per_query']:.1f} (top {K} judged)"
     )
 
 

@@ -205,7 +205,11 @@ class VectorReader:
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self._consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, fetch_max_bytes=64 * 1024 * 1024
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            fetch_max_bytes=64 * 1024 * 1024,
+            allow_auto_create_topics=False,
         )
         partitions = self._consumer.partitions_for_topic(topic) or set()
         if not partitions:

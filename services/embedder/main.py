@@ -10,7 +10,7 @@ from functools import partial
 import torch
 
 from embeddings import SentenceTransformerEncoder
-from services.embedder.handlers import handle_submissions
+from services.embedder.handlers import VectorCache, handle_submissions
 from services.embedder.pacing import PollSizer
 from services.runtime import (
     assigned_partitions,
@@ -71,7 +71,11 @@ def main() -> None:
     )
     log.info("embedder ready (model %s, dim %d)", encoder.model_name, encoder.dim)
     embed = partial(
-        handle_submissions, encoder=encoder, publisher=publisher, vectors_topic=settings.topic(Topic.VECTORS)
+        handle_submissions,
+        encoder=encoder,
+        publisher=publisher,
+        vectors_topic=settings.topic(Topic.VECTORS),
+        cache=VectorCache(settings.embed_cache_size),
     )
 
     def handler(batch: list[Message]) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.matcher.scoring import Activity, Scored, Weights, quote_passage, score_pair
+from services.matcher.scoring import Activity, Scored, Weights, concept_overlap, quote_passage, score_pair
 from services.matcher.state import KindIndex, text_fingerprint
 from shared.events import ReasonData
 from shared.models import Entity, entity_text
@@ -47,6 +47,13 @@ def lexical_similarity(index: KindIndex, text: str, vector_ids: Iterable[int]) -
     raw = index.lexical.scores(text, vector_ids)
     self_score = index.lexical.self_score(text) or 1.0
     return {vid: min(1.0, score / self_score) ** 0.5 for vid, score in raw.items()}
+
+
+def text_similarity(bm25: float, subject_text: str, counterpart_text: str) -> tuple[float, list[str]]:
+    """The lexical signal: BM25 (normalised) or, when stronger, the shared glossary concepts
+    (which also link Chinese and English texts), with the counterpart's words for them."""
+    concepts, terms = concept_overlap(subject_text, counterpart_text)
+    return max(bm25, concepts), terms
 
 
 def indexed_tokens(index: KindIndex, vector_id: int, entity: Entity) -> frozenset[str] | None:
@@ -95,13 +102,14 @@ class Ranker:
             # Nobody is matched with themselves (same owner), nor with a flagged duplicate.
             if counterpart is None or counterpart.owner == subject.owner or counterpart.duplicate_of:
                 continue
+            similarity, concept_terms = text_similarity(lexical.get(vid, 0.0), text, entity_text(counterpart))
             candidates.append(
                 Candidate(
                     entity=counterpart,
                     vector_id=vid,
                     cosine=dense.get(vid, 0.0),
-                    lexical=lexical.get(vid, 0.0),
-                    matched_terms=terms[vid],
+                    lexical=similarity,
+                    matched_terms=terms[vid] + [term for term in concept_terms if term not in terms[vid]],
                     tokens=indexed_tokens(index, vid, counterpart),
                 )
             )

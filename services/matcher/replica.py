@@ -97,6 +97,7 @@ class IndexFeed:
             "bootstrap_servers": bootstrap,
             "group_id": None,  # no group: assigned every partition, never commits
             "enable_auto_commit": False,
+            "allow_auto_create_topics": False,  # see shared.bus.Publisher
             "auto_offset_reset": "earliest",
             "client_id": client_id,
             "request_timeout_ms": 15000,

@@ -6,8 +6,10 @@ score = (w_dense·r·dense + w_lexical·lexical + w_structured·structured + w_a
 * dense      — cosine of normalised embeddings, rescaled so unrelated texts sit near 0;
 * r          — how far dense similarity can be trusted for this pair's language: the default
                model is English-only, so a pair with Chinese text gets `dense_cjk_reliability`;
-* lexical    — BM25 of the subject's text against the counterpart, divided by the score the
-               subject would get against itself (jieba segmentation, traditional → simplified);
+* lexical    — the stronger of two word-level signals: BM25 of the subject's text against the
+               counterpart, divided by the score the subject would get against itself (jieba
+               segmentation, traditional → simplified), and the overlap of the technology
+               concepts both texts name (bilingual glossary: 石墨负极 = graphite anode);
 * structured — weighted average of the rules that apply to the pair kind (sector codes, stage,
                ticket vs ask, region and 返投, risk appetite, the need's missing chain link,
                needs vs offerings, resource element × technology). A failed hard gate
@@ -21,19 +23,20 @@ Every rule leaves a reason with its contribution and an English and a Chinese se
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
-import unicodedata
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from embeddings import tokenize
-from embeddings.lexical import to_simplified
 from shared.events import ReasonData
 from shared.models import Entity, Mandate, Need, Pitch, entity_text
 from shared.regions import region_covers as _region_covers
-from shared.taxonomy import load_taxonomy
+from shared.taxonomy import fold as taxonomy_fold
+from shared.taxonomy import load_glossary, load_taxonomy
 
 CJK = re.compile(r"[\u3400-\u9fff]")
 
@@ -84,10 +87,10 @@ RULE_WEIGHTS = {
 @dataclass(frozen=True)
 class Weights:
     # Defaults chosen by `salon bench matching --tune` (see README); settings override them.
-    dense: float = 0.15
-    lexical: float = 0.10
+    dense: float = 0.10
+    lexical: float = 0.40
     structured: float = 0.75
-    activity: float = 0.0
+    activity: float = 0.10
     dense_cjk_reliability: float = 0.25
 
 
@@ -143,9 +146,9 @@ def _tokens(text: str) -> frozenset[str]:
 
 @lru_cache(maxsize=4096)
 def fold(text: str) -> str:
-    """`shared.taxonomy.fold`, exactly (same OpenCC tables), with the fast t2s and a cache:
-    ranking folds the same subject and counterpart texts many times."""
-    return to_simplified(unicodedata.normalize("NFKC", text)).strip().lower()
+    """`shared.taxonomy.fold` with a cache: ranking folds the same subject and counterpart
+    texts (mostly short labels) many times."""
+    return taxonomy_fold(text)
 
 
 @lru_cache(maxsize=4096)
@@ -158,6 +161,39 @@ def region_covers(scope: str, place: str) -> bool:
     """`shared.regions.region_covers`, cached: it folds both texts (OpenCC) on every call,
     and ranking asks about the same few regions for every candidate."""
     return _region_covers(scope, place)
+
+
+_CONCEPTS_CACHE_SIZE = 200_000  # about 40 MB; 100k indexed entities must not miss it per event
+_concepts_cache: dict[bytes, tuple[tuple[str, str], ...]] = {}
+_concepts_lock = threading.Lock()
+
+
+def concepts_of(text: str) -> tuple[tuple[str, str], ...]:
+    """The glossary's technology concepts a text names, with the word it used for each.
+
+    Finding them takes about 1 ms and every event compares ~150 candidates, so results are
+    kept by a digest of the text (the texts themselves would take too much memory)."""
+    key = hashlib.blake2b(text.encode(), digest_size=12).digest()
+    found = _concepts_cache.get(key)
+    if found is None:
+        found = tuple(sorted(load_glossary().find(fold(text)).items()))
+        with _concepts_lock:
+            if len(_concepts_cache) >= _CONCEPTS_CACHE_SIZE:
+                _concepts_cache.clear()  # rare; refilled by the next few events
+            _concepts_cache[key] = found
+    return found
+
+
+def concept_overlap(subject_text: str, counterpart_text: str) -> tuple[float, list[str]]:
+    """Cosine of the two texts' concept sets, and the counterpart's words for the shared ones.
+
+    The cross-language half of the lexical signal: BM25 sees no overlap between 石墨负极 and
+    "graphite anode", the glossary does."""
+    mine, theirs = dict(concepts_of(subject_text)), dict(concepts_of(counterpart_text))
+    if not mine or not theirs:
+        return 0.0, []
+    common = sorted(mine.keys() & theirs.keys())
+    return len(common) / math.sqrt(len(mine) * len(theirs)), [theirs[concept] for concept in common]
 
 
 def _overlap(phrase: str, text_tokens: frozenset[str]) -> tuple[float, list[str]]:
@@ -309,11 +345,25 @@ def _pitch_mandate(rules: _Rules, pitch: Pitch, mandate: Mandate, pitch_tokens: 
         )
 
 
-def _chain_link_rule(rules: _Rules, pitch_tokens: frozenset[str], need: Need) -> None:
+def _concept_share(phrase: str, text: str) -> tuple[float, list[str]]:
+    """Share of the glossary concepts a phrase names that the text names too (any language)."""
+    wanted = dict(concepts_of(phrase))
+    if not wanted:
+        return 0.0, []
+    present = dict(concepts_of(text))
+    common = sorted(wanted.keys() & present.keys())
+    return len(common) / len(wanted), [present[concept] for concept in common]
+
+
+def _chain_link_rule(rules: _Rules, pitch_tokens: frozenset[str], need: Need, pitch_text: str | None = None) -> None:
     """Does the project make what the region's chain is missing?"""
     if not need.missing_link:
         return
     share, found = _overlap(need.missing_link, pitch_tokens)
+    if pitch_text is not None:  # the glossary links an English pitch and a Chinese link
+        concepts, terms = _concept_share(need.missing_link, pitch_text)
+        if concepts > share:
+            share, found = concepts, terms
     rules.soft(
         "chain_link",
         min(1.0, share * 1.5),
@@ -329,8 +379,12 @@ def _chain_link_rule(rules: _Rules, pitch_tokens: frozenset[str], need: Need) ->
 def _element_rule(rules: _Rules, pitch: Pitch, pitch_tokens: frozenset[str], need: Need) -> None:
     """DOMAIN.md's element × technology model: which local element gives the technology value."""
     best: tuple[float, dict[str, str], list[str]] | None = None
+    pitch_text = entity_text(pitch)
     for element in need.resource_elements:
         share, found = _overlap(element.get("description", ""), pitch_tokens)
+        concepts, terms = _concept_share(element.get("description", ""), pitch_text)
+        if concepts > share:
+            share, found = concepts, terms
         if best is None or share > best[0]:
             best = (share, element, found)
     if best is None or best[0] == 0:
@@ -350,7 +404,7 @@ def _pitch_need(rules: _Rules, pitch: Pitch, need: Need, pitch_tokens: frozenset
     _sector_rule(rules, pitch, need)
     if pitch_tokens is None:
         pitch_tokens = _tokens(entity_text(pitch))
-    _chain_link_rule(rules, pitch_tokens, need)
+    _chain_link_rule(rules, pitch_tokens, need, entity_text(pitch))
     _element_rule(rules, pitch, pitch_tokens, need)
     wanted = set(pitch.needs)
     offered = set(need.offerings)

@@ -25,11 +25,6 @@ def wait_matched(http: httpx.Client, path: str, headers: dict[str, str], timeout
 
 
 @pytest.mark.parametrize("platform", ["sqlite"], indirect=True)
-# Open bug (stop 9): after a restart Tansu may auto-create a topic with its default 4 partitions
-# before anyone creates it with the configured 3; groups keep the old assignment, so an entity keyed
-# to the new partition stays `accepted`. It passes when topics are recreated first (quiet machine)
-# and fails under load. Non-strict so it still runs and reports; fix in shared/bus.py re-join.
-@pytest.mark.xfail(strict=False, reason="open: partitions after a broker restart (see comment)")
 def test_submissions_accepted_around_a_broker_restart_are_all_matched(platform: Platform, headers_for):
     fund = headers_for(Role.FUND, "fund")
     enterprise = headers_for(Role.ENTERPRISE, "enterprise")

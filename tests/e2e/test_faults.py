@@ -162,7 +162,9 @@ def assert_holds(ledger: Ledger, stream: Stream) -> None:
 
 # --- 1. poison messages ------------------------------------------------------------------------
 def _read_topic(bootstrap: str, topic: str, want: int, timeout: float = 60) -> list:
-    reader = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000)
+    reader = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1000, allow_auto_create_topics=False
+    )
     records: list = []
     deadline = time.monotonic() + timeout
     try:
@@ -210,7 +212,7 @@ def test_poison_goes_to_the_dead_letter_topic_and_the_partitions_keep_flowing(pl
     unknown_type = Envelope(type="pitch.exploded", subject="x", data={}).to_bytes()
     bad_schema = Envelope(type="pitch.submitted", subject="x", data={"kind": "pitch"}).to_bytes()
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", allow_auto_create_topics=False)
     partitions = sorted(producer.partitions_for(submissions))
     bodies = varied_bodies(60, seed=11)
     with Stream(platform.api_url, participants) as stream:

@@ -238,7 +238,7 @@ def test_after_a_broker_restart_a_recreated_topic_is_read_from_its_start(tmp_pat
 
     broker_process = start_broker()
     bootstrap = f"127.0.0.1:{port}"
-    publisher = Publisher(bootstrap, client_id="tests")
+    publisher = Publisher(bootstrap, client_id="tests", topics=["restarted"], partitions=3)
     consumer = None
     try:
         ensure_topics(bootstrap, ["restarted"], partitions=3)
@@ -248,10 +248,9 @@ def test_after_a_broker_restart_a_recreated_topic_is_read_from_its_start(tmp_pat
 
         broker_process.kill()
         broker_process = start_broker()
-        # Same partition count as before: an auto-created topic gets Tansu's default (4), and members
-        # do not re-join for the extra partition yet (open: shared/bus.py re-join on re-creation).
-        ensure_topics(bootstrap, ["restarted"], partitions=3)
-        after = [submission(100 + i) for i in range(6)]
+        # The first client to ask for the topic's metadata makes Tansu create it with its default of
+        # 4 partitions (it ignores allow_auto_topic_creation): the member, assigned 3, must re-join.
+        after = [submission(100 + i) for i in range(24)]
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -261,13 +260,21 @@ def test_after_a_broker_restart_a_recreated_topic_is_read_from_its_start(tmp_pat
                 assert time.monotonic() < deadline
                 time.sleep(0.5)
         handled: list[str] = []
+        partitions: set[int] = set()
         deadline = time.monotonic() + 60
         while len(handled) < len(after) and time.monotonic() < deadline:
             try:
                 consumer.process_once(lambda batch: handled.extend(m.envelope.id for m in batch), max_wait_ms=300)
+                partitions.update(tp.partition for tp in consumer.assignment)
             except BusError:
                 time.sleep(0.5)
         assert sorted(handled) == sorted(event.id for event in after)
+        # Whatever count the topic came back with (Tansu: 4), every partition was read.
+        probe = KafkaConsumer(bootstrap_servers=bootstrap, allow_auto_create_topics=False)
+        try:
+            assert partitions == probe.partitions_for_topic("restarted")
+        finally:
+            probe.close()
     finally:
         if consumer is not None:
             consumer.close()

@@ -35,6 +35,9 @@ def test_every_method_runs_on_the_shipped_set():
         assert all(0.0 <= value <= 1.0 for value in report[method].values())
     assert set(report["by_pair"]) == {"pitch-mandate", "pitch-need", "mandate-need"}
     assert report["full_vs_best_baseline_ratio"] > 0
+    # No ranking beats a perfect one: the ratio is bounded by what the set allows.
+    assert report["full_vs_best_baseline_ratio"] <= report["perfect_vs_best_baseline_ratio"] + 1e-9
+    assert 0 < report["structurally_eligible_per_query"] < max(report["candidates"].values())
 
 
 def test_the_command_prints_json_keyed_by_method_and_metric():

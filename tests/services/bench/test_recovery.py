@@ -7,14 +7,11 @@ import json
 from itertools import pairwise
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from services.cli import app
 
 
-# Restarts the broker, so it meets the open partition bug (see tests/e2e/test_faults.py): opt-in.
-@pytest.mark.faults
 def test_bench_recovery_reports_time_to_zero_backlog_and_the_ratio_to_steady_state(tmp_path: Path):
     result = CliRunner().invoke(
         app,
