@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +30,6 @@ from shared.logs import log_context
 log = logging.getLogger(__name__)
 
 DLQ_SUFFIX = ".dlq"
-_LAG_TIMEOUT_MS = 3000  # lag is measured in the consumer loop: never stall it for long
 
 
 class RetryableError(SalonError):
@@ -87,10 +86,11 @@ class Publisher:
 
     After a failed publish the underlying producer is discarded and rebuilt on the next
     call, so a broker that restarted (and forgot producer ids and topics) is picked up.
-    Before the rebuild it creates `topics` again with their planned partition count: no
-    client here lets the broker auto-create a topic, because the broker's default count
-    (Tansu: 4) would differ from the plan, and group members assigned the planned
-    partitions would never read the extra one.
+    Before the rebuild it creates `topics` again with their planned partition count. Our
+    clients ask the broker not to auto-create topics, whose default partition count may
+    differ from the plan (a group keeps its old assignment and never reads a partition
+    added under it). Apache Kafka honours that; Tansu does not, re-creating any topic a
+    client asks about with 4 partitions, which is why the default plan is 4 partitions.
     """
 
     def __init__(
@@ -240,8 +240,6 @@ class Consumer:
         self._topics = set(topics)
         self._topic_ids: dict[str, str] = {}
         self._recreated: set[str] = set()
-        self._partition_counts: dict[str, int] = {}
-        self._resized: set[str] = set()
         self._recreated_lock = threading.Lock()
         self._watch_topic_ids()
         self._publisher = publisher
@@ -284,7 +282,7 @@ class Consumer:
         """Poll one batch, handle it, commit it. Returns the number of records consumed."""
         records = self._rewind_recreated_topics(self._poll_batch(max_batch, max_wait_ms))
         if time.monotonic() >= self._lag_due:
-            self.refresh_lag()
+            self.refresh_lag(records)
         if not records:
             return 0
         metrics.count_by_topic(metrics.EVENTS_CONSUMED, self.group_id, records)
@@ -356,34 +354,52 @@ class Consumer:
     def assignment(self) -> set[TopicPartition]:
         return set(self._consumer.assignment())
 
-    def refresh_lag(self) -> dict[TopicPartition, int]:
-        """End offset minus committed offset of each partition this member owns; sets the
-        `salon_consumer_lag` gauges and `stats["lag"]`. Call from the consumer's own thread."""
+    def refresh_lag(self, in_hand: Sequence[Any] = ()) -> dict[TopicPartition, int]:
+        """Records of each owned partition not yet handled: the high watermark the last fetch
+        reported minus this member's position, plus the polled records `in_hand` (not handled
+        yet); sets the `salon_consumer_lag` gauges and `stats["lag"]`. Call from the consumer's
+        own thread.
+
+        Measured from the client's own state, as Kafka's `records-lag` metric is, never by
+        asking the broker: kafka-python's `end_offsets` was seen blocking far past its
+        timeout right after a broker restart, which stalled the whole consumer loop. A
+        partition not fetched yet (no high watermark) leaves the measurement incomplete, and
+        `lag_measured_at` then stays old, so the reconciler treats the backlog as unknown.
+        """
         self._lag_due = time.monotonic() + self._lag_every_s
         owned = self.assignment
         for gone in self._lag_partitions - owned:  # now another member's to report
             with contextlib.suppress(KeyError):  # never measured
                 metrics.CONSUMER_LAG.remove(self.group_id, gone.topic, str(gone.partition))
         self._lag_partitions = owned
-        if not owned:
-            self.stats["lag"] = 0
-            return {}
-        try:
-            ends = self._consumer.end_offsets(list(owned), timeout_ms=_LAG_TIMEOUT_MS)
-            committed = {tp: self._consumer.committed(tp, timeout_ms=_LAG_TIMEOUT_MS) for tp in owned}
-            never = [tp for tp, offset in committed.items() if offset is None]
-            starts = self._consumer.beginning_offsets(never, timeout_ms=_LAG_TIMEOUT_MS) if never else {}
-        except KafkaError as exc:  # measured again next time; consuming matters more
-            log.debug("could not measure lag in %s: %s", self.group_id, exc)
-            return {}
+        held: Counter[TopicPartition] = Counter(TopicPartition(r.topic, r.partition) for r in in_hand)
         lag: dict[TopicPartition, int] = {}
+        complete = True
         for tp in owned:
-            position = committed[tp]
-            lag[tp] = max(0, ends.get(tp, 0) - (starts.get(tp, 0) if position is None else position))
+            highwater, position = self._highwater_and_position(tp)
+            if highwater is None or position is None:
+                complete = False
+                continue
+            lag[tp] = max(0, highwater - position) + held[tp]
             metrics.CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(lag[tp])
         self.stats["lag"] = sum(lag.values())
-        self.stats["lag_measured_at"] = int(time.time())  # the reconciler trusts only a recent measurement
+        if complete:
+            self.stats["lag_measured_at"] = int(time.time())  # the reconciler trusts only a recent measurement
         return lag
+
+    def _highwater_and_position(self, tp: TopicPartition) -> tuple[int | None, int | None]:
+        """The partition's last reported high watermark and this member's fetch position,
+        both from the client's memory (None when not known yet, or no longer assigned)."""
+        try:
+            highwater = self._consumer.highwater(tp)
+        except KafkaError:  # IllegalStateError: revoked since `assignment` was read
+            return None, None
+        # kafka-python keeps the position in its subscription state; the public `position()`
+        # would ask the coordinator when it is missing, which is what must not happen here.
+        state = self._consumer._subscription.assignment.get(tp)
+        if state is None or not state.has_valid_position:
+            return highwater, None
+        return highwater, state.position.offset
 
     # --- internals -------------------------------------------------------------------
     def _watch_topic_ids(self) -> None:
@@ -407,15 +423,11 @@ class Consumer:
                 topic_id = updated.topic_id(topic)
                 if topic_id is None:
                     continue
-                partitions = len(updated.partitions_for_topic(topic) or ())
                 with self._recreated_lock:
                     known = self._topic_ids.setdefault(topic, topic_id)
                     if known != topic_id:
                         self._topic_ids[topic] = topic_id
                         self._recreated.add(topic)
-                    if self._partition_counts.setdefault(topic, partitions) != partitions:
-                        self._partition_counts[topic] = partitions
-                        self._resized.add(topic)
 
         cluster.add_listener(on_metadata)
 
@@ -424,10 +436,6 @@ class Consumer:
         OFFSET_OUT_OF_RANGE would); records just polled from them come again, so they are dropped."""
         with self._recreated_lock:
             recreated, self._recreated = self._recreated, set()
-            resized, self._resized = self._resized, set()
-        if resized:
-            log.warning("%s: %s changed partition count; re-joining the group", self.group_id, sorted(resized))
-            self._consumer._coordinator.request_rejoin()
         if not recreated:
             return records
         owned = [tp for tp in self._consumer.assignment() if tp.topic in recreated]

@@ -25,7 +25,13 @@ class Settings(BaseSettings):
     # Empty bootstrap means: `salon up` starts the embedded Tansu broker on loopback.
     kafka_bootstrap: str = Field("", description="host:port[,host:port]; empty starts the embedded broker.")
     kafka_embedded_port: int = Field(19092, description="Port for the embedded Tansu broker.")
-    kafka_topic_partitions: int = Field(3, ge=1, description="Partitions for topics salon creates.")
+    kafka_topic_partitions: int = Field(
+        4,
+        ge=1,
+        description="Partitions for topics salon creates. 4 is the embedded broker's own default: "
+        "after a restart it re-creates a topic as soon as any client asks about it, and consumer "
+        "groups would not read partitions beyond the count they were assigned.",
+    )
     kafka_session_timeout_ms: int = Field(6000, description="Consumer-group session timeout.")
     kafka_heartbeat_interval_ms: int = Field(1000, description="Consumer-group heartbeat interval.")
     kafka_max_poll_interval_ms: int = Field(30000, description="Max time between polls before a consumer is evicted.")

@@ -45,9 +45,10 @@ from tests.webhook_receiver import Receiver
 
 # The issue asks for at least 2,000 submissions around the broker kill; a developer may
 # lower it locally (FAULT_TEST_SUBMISSIONS=300) on a busy machine.
-# Not in `make test` yet: the broker-kill test still fails on an open bug (Tansu recreates topics
-# with 4 partitions after a restart and the groups don't pick up the new one), and the module takes
-# far longer than the suite's budget. Run it with `pytest -m faults tests/e2e/test_faults.py`.
+# Not in `make test`: the module takes about 27 minutes per database on this 2-core machine (the
+# suite's budget is about 20 in all), and the broker-kill test does not settle within its 15 minutes
+# at 2,000 submissions (1,874 of 2,000 matched on SQLite, still progressing, 2026-11-22). Run it
+# with `pytest -m faults tests/e2e/test_faults.py`.
 pytestmark = pytest.mark.faults
 
 BROKER_KILL_SUBMISSIONS = int(os.environ.get("FAULT_TEST_SUBMISSIONS", "2000"))

@@ -15,6 +15,7 @@ from services.launcher import ManagedProcess, free_port, port_open, tansu_binary
 from shared.bus import DLQ_SUFFIX, Consumer, Message, Publisher, RetryableError, ensure_topics
 from shared.errors import BusError, PoisonMessageError
 from shared.events import Envelope, SubmissionData
+from shared.settings import Settings
 
 FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_poll_interval_ms": 10000}
 
@@ -238,18 +239,20 @@ def test_after_a_broker_restart_a_recreated_topic_is_read_from_its_start(tmp_pat
 
     broker_process = start_broker()
     bootstrap = f"127.0.0.1:{port}"
-    publisher = Publisher(bootstrap, client_id="tests", topics=["restarted"], partitions=3)
+    planned = Settings().kafka_topic_partitions
+    publisher = Publisher(bootstrap, client_id="tests", topics=["restarted"], partitions=planned)
     consumer = None
     try:
-        ensure_topics(bootstrap, ["restarted"], partitions=3)
+        ensure_topics(bootstrap, ["restarted"], partitions=planned)
         publisher.publish_many([("restarted", submission(i)) for i in range(30)])  # positions move well past 0
         consumer = Consumer(bootstrap, ["restarted"], group_id="g-restart", publisher=publisher, **FAST_GROUP)
         assert drain(consumer, lambda batch: None, want=30) == 30
 
         broker_process.kill()
         broker_process = start_broker()
-        # The first client to ask for the topic's metadata makes Tansu create it with its default of
-        # 4 partitions (it ignores allow_auto_topic_creation): the member, assigned 3, must re-join.
+        # The first client to ask for the topic's metadata makes Tansu create it with its default
+        # partition count (it ignores allow_auto_topic_creation); the planned count is that default,
+        # so the member's assignment still covers every partition.
         after = [submission(100 + i) for i in range(24)]
         deadline = time.monotonic() + 30
         while True:
@@ -269,10 +272,10 @@ def test_after_a_broker_restart_a_recreated_topic_is_read_from_its_start(tmp_pat
             except BusError:
                 time.sleep(0.5)
         assert sorted(handled) == sorted(event.id for event in after)
-        # Whatever count the topic came back with (Tansu: 4), every partition was read.
         probe = KafkaConsumer(bootstrap_servers=bootstrap, allow_auto_create_topics=False)
         try:
-            assert partitions == probe.partitions_for_topic("restarted")
+            assert probe.partitions_for_topic("restarted") == set(range(planned)), "Tansu's default changed?"
+            assert partitions == set(range(planned)), "every partition is read"
         finally:
             probe.close()
     finally:
