@@ -56,10 +56,10 @@ def text_similarity(bm25: float, subject_text: str, counterpart_text: str) -> tu
     return max(bm25, concepts), terms
 
 
-def indexed_tokens(index: KindIndex, vector_id: int, entity: Entity) -> frozenset[str] | None:
-    """The BM25 index's tokens for the entity, if they were made from its current text
+def indexed_tokens(index: KindIndex, vector_id: int, text: str) -> frozenset[str] | None:
+    """The BM25 index's tokens for the entity, if they were made from its current `text`
     (a newer version may not be indexed yet): tokenising 150 candidates again is slow."""
-    if index.fingerprints.get(vector_id) != text_fingerprint(entity_text(entity)):
+    if index.fingerprints.get(vector_id) != text_fingerprint(text):
         return None
     return index.lexical.terms(vector_id)
 
@@ -102,7 +102,8 @@ class Ranker:
             # Nobody is matched with themselves (same owner), nor with a flagged duplicate.
             if counterpart is None or counterpart.owner == subject.owner or counterpart.duplicate_of:
                 continue
-            similarity, concept_terms = text_similarity(lexical.get(vid, 0.0), text, entity_text(counterpart))
+            counterpart_text = entity_text(counterpart)
+            similarity, concept_terms = text_similarity(lexical.get(vid, 0.0), text, counterpart_text)
             candidates.append(
                 Candidate(
                     entity=counterpart,
@@ -110,7 +111,7 @@ class Ranker:
                     cosine=dense.get(vid, 0.0),
                     lexical=similarity,
                     matched_terms=terms[vid] + [term for term in concept_terms if term not in terms[vid]],
-                    tokens=indexed_tokens(index, vid, counterpart),
+                    tokens=indexed_tokens(index, vid, counterpart_text),
                 )
             )
         return candidates

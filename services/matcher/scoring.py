@@ -355,15 +355,19 @@ def _concept_share(phrase: str, text: str) -> tuple[float, list[str]]:
     return len(common) / len(wanted), [present[concept] for concept in common]
 
 
-def _chain_link_rule(rules: _Rules, pitch_tokens: frozenset[str], need: Need, pitch_text: str | None = None) -> None:
+def _phrase_fit(phrase: str, pitch_tokens: frozenset[str], pitch_text: str) -> tuple[float, list[str]]:
+    """How much of a need's phrase the pitch covers: by shared words, or by shared glossary
+    concepts when that is stronger (it links an English pitch and a Chinese phrase)."""
+    share, found = _overlap(phrase, pitch_tokens)
+    concepts, terms = _concept_share(phrase, pitch_text)
+    return (concepts, terms) if concepts > share else (share, found)
+
+
+def _chain_link_rule(rules: _Rules, pitch_tokens: frozenset[str], pitch_text: str, need: Need) -> None:
     """Does the project make what the region's chain is missing?"""
     if not need.missing_link:
         return
-    share, found = _overlap(need.missing_link, pitch_tokens)
-    if pitch_text is not None:  # the glossary links an English pitch and a Chinese link
-        concepts, terms = _concept_share(need.missing_link, pitch_text)
-        if concepts > share:
-            share, found = concepts, terms
+    share, found = _phrase_fit(need.missing_link, pitch_tokens, pitch_text)
     rules.soft(
         "chain_link",
         min(1.0, share * 1.5),
@@ -376,15 +380,11 @@ def _chain_link_rule(rules: _Rules, pitch_tokens: frozenset[str], need: Need, pi
     )
 
 
-def _element_rule(rules: _Rules, pitch: Pitch, pitch_tokens: frozenset[str], need: Need) -> None:
+def _element_rule(rules: _Rules, pitch: Pitch, pitch_tokens: frozenset[str], pitch_text: str, need: Need) -> None:
     """DOMAIN.md's element × technology model: which local element gives the technology value."""
     best: tuple[float, dict[str, str], list[str]] | None = None
-    pitch_text = entity_text(pitch)
     for element in need.resource_elements:
-        share, found = _overlap(element.get("description", ""), pitch_tokens)
-        concepts, terms = _concept_share(element.get("description", ""), pitch_text)
-        if concepts > share:
-            share, found = concepts, terms
+        share, found = _phrase_fit(element.get("description", ""), pitch_tokens, pitch_text)
         if best is None or share > best[0]:
             best = (share, element, found)
     if best is None or best[0] == 0:
@@ -402,10 +402,11 @@ def _element_rule(rules: _Rules, pitch: Pitch, pitch_tokens: frozenset[str], nee
 
 def _pitch_need(rules: _Rules, pitch: Pitch, need: Need, pitch_tokens: frozenset[str] | None) -> None:
     _sector_rule(rules, pitch, need)
+    pitch_text = entity_text(pitch)
     if pitch_tokens is None:
-        pitch_tokens = _tokens(entity_text(pitch))
-    _chain_link_rule(rules, pitch_tokens, need, entity_text(pitch))
-    _element_rule(rules, pitch, pitch_tokens, need)
+        pitch_tokens = _tokens(pitch_text)
+    _chain_link_rule(rules, pitch_tokens, pitch_text, need)
+    _element_rule(rules, pitch, pitch_tokens, pitch_text, need)
     wanted = set(pitch.needs)
     offered = set(need.offerings)
     satisfied = sorted(n for n in wanted if NEED_TO_OFFERINGS.get(n, set()) & offered)

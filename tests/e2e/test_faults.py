@@ -39,7 +39,7 @@ from shared.events import Envelope, SubmissionData, Topic, VectorData
 from shared.models import OutboxMessage, ServiceStatus
 from shared.settings import Settings
 from shared.webhooks.models import MessageStatus, WebhookMessage, message_id_for
-from tests.conftest import PG_ADMIN_URL, _pg_available
+from tests.conftest import PG_ADMIN_URL, fresh_pg_database
 from tests.e2e.invariants import PLURAL, Ledger, Participants, Stream, settle, varied_bodies
 from tests.webhook_receiver import Receiver
 
@@ -62,18 +62,8 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     if request.param == "sqlite":
         yield ""
         return
-    if not _pg_available():
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}")
-        pytest.skip("PostgreSQL not reachable")
-    name = f"salon_faults_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_pg_database("salon_faults") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
