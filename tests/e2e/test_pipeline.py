@@ -50,6 +50,11 @@ def test_submissions_flow_to_match_events_on_the_real_topic(platform: Platform, 
     with httpx.Client(base_url=platform.api_url, timeout=30) as http:
         need_id = http.post("/v1/needs", json=NEED, headers=government).json()["id"]
         mandate_id = http.post("/v1/mandates", json=MANDATE, headers=fund).json()["id"]
+        # The pitch comes once both are indexed, so its proposals are ranked from the pitch's side:
+        # lexical similarity is measured from the subject's text, and ranked from the other side
+        # the same pair may not pass the lexical rule (arrival order made this test flaky).
+        assert wait_for_status(http, f"/v1/needs/{need_id}", government, "matched")["status"] == "matched"
+        assert wait_for_status(http, f"/v1/mandates/{mandate_id}", fund, "matched")["status"] == "matched"
         pitch = http.post("/v1/pitches", json=PITCH, headers=enterprise)
         assert pitch.status_code == 202
         pitch_id = pitch.json()["id"]
