@@ -28,6 +28,7 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 SERVICES = ("api", "embedder", "matcher", "notifier")
+EMBEDDED_REPAIR_TOPICS_AFTER = 3  # see Publisher: the embedded broker can break after a restart
 
 
 class LaunchError(SalonError):
@@ -165,6 +166,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
             "SALON_DATA_DIR": str(settings.data_dir.resolve()),
             "SALON_DATABASE_URL": settings.resolved_database_url,
             "SALON_KAFKA_BOOTSTRAP": settings.bootstrap,
+            # The embedded broker's memory storage can break after a restart; see Publisher.
+            "SALON_KAFKA_REPAIR_TOPICS_AFTER": str(
+                settings.kafka_repair_topics_after
+                if "kafka_repair_topics_after" in settings.model_fields_set or settings.kafka_bootstrap
+                else EMBEDDED_REPAIR_TOPICS_AFTER
+            ),
             "SALON_INDEX_DIR": str(settings.resolved_index_dir.resolve()),
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",

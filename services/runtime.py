@@ -135,7 +135,11 @@ def connect_bus(
             topics = all_topics(settings)
             ensure_topics(settings.bootstrap, topics, partitions=settings.kafka_topic_partitions)
             return Publisher(
-                settings.bootstrap, client_id=client_id, topics=topics, partitions=settings.kafka_topic_partitions
+                settings.bootstrap,
+                client_id=client_id,
+                topics=topics,
+                partitions=settings.kafka_topic_partitions,
+                repair_after=settings.kafka_repair_topics_after,
             )
         except BusError as exc:
             if time.monotonic() > deadline or (stop is not None and stop.is_set()):

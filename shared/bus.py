@@ -19,7 +19,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownError, UnknownTopicOrPartitionError
 from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
 
 from shared import faults, metrics
@@ -65,6 +65,26 @@ def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int, wit
         admin.close()
 
 
+def recreate_topic(bootstrap: str, topic: str, *, partitions: int, wait_s: float = 10.0) -> None:
+    """Delete `topic` and create it again with `partitions` (everything in it is gone)."""
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000, bootstrap_timeout_ms=10000)
+    except KafkaError as exc:
+        raise BusError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    try:
+        with contextlib.suppress(UnknownTopicOrPartitionError):
+            admin.delete_topics([topic])
+        deadline = time.monotonic() + wait_s
+        while topic in set(admin.list_topics()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with contextlib.suppress(TopicAlreadyExistsError):  # a client's metadata request got there first
+            admin.create_topics([NewTopic(topic, partitions, 1)])
+    except KafkaError as exc:
+        raise BusError(f"cannot re-create {topic} on {bootstrap}: {exc}") from exc
+    finally:
+        admin.close()
+
+
 def broker_topics(bootstrap: str, *, timeout_ms: int = 3000) -> set[str]:
     """The broker's topic names; raises BusError when it does not answer."""
     try:
@@ -91,6 +111,14 @@ class Publisher:
     differ from the plan (a group keeps its old assignment and never reads a partition
     added under it). Apache Kafka honours that; Tansu does not, re-creating any topic a
     client asks about with 4 partitions, which is why the default plan is 4 partitions.
+
+    `repair_after` (0: never) deletes and re-creates a topic whose produces failed with the
+    broker's UNKNOWN error that many publishes in a row. That is how a restarted embedded
+    broker (Tansu 0.6, memory storage) can break: it keeps counting records it no longer serves
+    and may refuse new ones on those partitions; a new topic clears it
+    (tests/e2e/test_embedded_broker_restart.py). What the topic held is lost to the broker,
+    not to salon: the database is the source of truth, and the reconciler re-drives every
+    entity stuck before `matched`.
     """
 
     def __init__(
@@ -100,12 +128,17 @@ class Publisher:
         client_id: str = "salon",
         topics: Sequence[str] = (),
         partitions: int = 1,
+        repair_after: int = 0,
+        producer_factory: Callable[..., KafkaProducer] = KafkaProducer,
         **overrides: Any,
     ) -> None:
         self._bootstrap = bootstrap
+        self._producer_factory = producer_factory
         self._topics = list(topics)
         self._partitions = partitions
         self._failed = False
+        self._repair_after = repair_after
+        self._unknown_errors: Counter[str] = Counter()  # publishes in a row that failed UNKNOWN, by topic
         self._config: dict[str, Any] = {
             "bootstrap_servers": bootstrap,
             "client_id": client_id,
@@ -130,7 +163,7 @@ class Publisher:
                 # A restarted broker has no topics: make them as planned before anything else can.
                 ensure_topics(self._bootstrap, self._topics, partitions=self._partitions)
             try:
-                self._producer = KafkaProducer(**self._config)
+                self._producer = self._producer_factory(**self._config)
             except KafkaError as exc:
                 raise BusError(f"cannot create a producer for {self._config['bootstrap_servers']}: {exc}") from exc
         return self._producer
@@ -151,17 +184,43 @@ class Publisher:
         timeout_s: float = 30.0,
     ) -> None:
         producer = self._connect()
+        sent: list[tuple[str, Any]] = []
         try:
-            futures = [
-                producer.send(topic, key=key, value=value, headers=headers or None)
-                for topic, key, value, headers in items
-            ]
+            for topic, key, value, headers in items:
+                sent.append((topic, producer.send(topic, key=key, value=value, headers=headers or None)))
             producer.flush(timeout=timeout_s)
-            for future in futures:
+            for _topic, future in sent:
                 future.get(timeout=timeout_s)
         except KafkaError as exc:
             self._discard()
+            self._repair_broken_topics(sent)
             raise BusError(f"publish failed: {exc}") from exc
+        for topic in {topic for topic, _future in sent}:
+            self._unknown_errors.pop(topic, None)
+
+    def _repair_broken_topics(self, sent: Sequence[tuple[str, Any]]) -> None:
+        if not self._repair_after:
+            return
+        failed = {topic for topic, future in sent if future.is_done and isinstance(future.exception, UnknownError)}
+        for topic in {topic for topic, _future in sent} - failed:
+            self._unknown_errors.pop(topic, None)
+        for topic in failed:
+            self._unknown_errors[topic] += 1
+            if self._unknown_errors[topic] < self._repair_after:
+                continue
+            log.error(
+                "%s: %d publishes in a row failed with the broker's UNKNOWN error; deleting and re-creating "
+                "the topic (the reconciler re-drives what it held)",
+                topic,
+                self._unknown_errors[topic],
+            )
+            try:
+                recreate_topic(self._bootstrap, topic, partitions=self._partitions)
+            except BusError:
+                log.warning("could not re-create %s; trying again after the next failure", topic, exc_info=True)
+                continue
+            del self._unknown_errors[topic]
+            metrics.TOPICS_RECREATED.labels(topic).inc()
 
     def _discard(self) -> None:
         self._failed = True

@@ -51,6 +51,11 @@ EVENTS_FAILED = Counter(
     "salon_events_failed", "Events in a handler attempt that failed (counted per attempt).", ["group", "topic"]
 )
 EVENTS_DEAD_LETTERED = Counter("salon_events_dead_lettered", "Records sent to <topic>.dlq.", ["group", "topic"])
+TOPICS_RECREATED = Counter(
+    "salon_topics_recreated",
+    "Topics deleted and re-created because the broker kept failing produces UNKNOWN.",
+    ["topic"],
+)
 HANDLER_DURATION = Histogram(
     "salon_handler_duration_seconds", "Time the handler took per polled batch.", ["group"], buckets=_SECONDS_BUCKETS
 )

@@ -32,6 +32,13 @@ class Settings(BaseSettings):
         "after a restart it re-creates a topic as soon as any client asks about it, and consumer "
         "groups would not read partitions beyond the count they were assigned.",
     )
+    kafka_repair_topics_after: int = Field(
+        0,
+        ge=0,
+        description="Delete and re-create a topic after this many publishes in a row failed with the "
+        "broker's UNKNOWN error (0: never). `salon up` sets 3 for the embedded broker, whose memory "
+        "storage can break that way after a restart; leave 0 for Apache Kafka.",
+    )
     kafka_session_timeout_ms: int = Field(6000, description="Consumer-group session timeout.")
     kafka_heartbeat_interval_ms: int = Field(1000, description="Consumer-group heartbeat interval.")
     kafka_max_poll_interval_ms: int = Field(30000, description="Max time between polls before a consumer is evicted.")

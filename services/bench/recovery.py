@@ -14,9 +14,13 @@ One run, real processes (`Platform`: Tansu + api, embedder, matcher, notifier), 
             with the steady throughput (the group re-joins are inside the recovery time;
             `recovery_active_vs_steady_ratio` leaves them out, counting from the first match).
 
-Nothing is in flight when the broker dies (the steady phase has settled), so nothing needs the
-reconciler here; the ledger afterwards (services/bench/ledger.py) must show nothing lost and
-nothing proposed twice. Timing figures depend on the machine and on what else runs on it.
+Nothing is in flight when the broker dies (the steady phase has settled). The reconciler still
+runs, re-driving after `RECONCILE_AFTER_S`: in about half the runs the restarted embedded broker
+(Tansu 0.6, memory storage) acknowledges the outbox's events and then never serves them
+(tests/e2e/test_embedded_broker_restart.py), and the re-drive is what gets them through; the
+recovery time includes it when it happens. The ledger afterwards (services/bench/ledger.py) must
+show nothing lost and nothing proposed twice. Timing figures depend on the machine and on what
+else runs on it.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from shared.settings import Settings
 RECOVERY_VS_STEADY_TARGET = 0.8  # catching up should run near the steady rate, group re-joins included
 REJOIN_ALLOWANCE_S = 30.0  # consumer groups re-form on the new broker before anything flows
 SAMPLE_EVERY_S = 0.5
+RECONCILE_AFTER_S = 15  # what the restarted embedded broker loses is re-driven after this (see above)
 
 
 class RecoveryBenchError(SalonError):
@@ -115,7 +120,7 @@ def bench_settings(data_dir: Path, database_url: str) -> Settings:
         kafka_embedded_port=free_port(),
         api_port=free_port(),
         api_key_pepper="bench-recovery-pepper-0123456789",
-        reconcile_after_s=3600,  # nothing is in flight at the kill: keep re-drives out of the figures
+        reconcile_after_s=RECONCILE_AFTER_S,
         rate_limit_per_minute=1_000_000,  # the load is the point, not the per-key limit
         rate_limit_burst=100_000,
     )

@@ -25,10 +25,6 @@ def wait_matched(http: httpx.Client, path: str, headers: dict[str, str], timeout
 
 
 @pytest.mark.parametrize("platform", ["sqlite"], indirect=True)
-# Non-strict: it passed in every run on 2026-11-22, but the same restart sometimes leaves the
-# embedded broker unable to serve what it acknowledged (see tests/services/bench/test_recovery.py),
-# and a broker defect must not block everything else from landing. Still reported.
-@pytest.mark.xfail(strict=False, reason="open: the restarted embedded broker can stop serving acknowledged records")
 def test_submissions_accepted_around_a_broker_restart_are_all_matched(platform: Platform, headers_for):
     fund = headers_for(Role.FUND, "fund")
     enterprise = headers_for(Role.ENTERPRISE, "enterprise")

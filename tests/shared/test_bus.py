@@ -8,7 +8,8 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import UnknownError
 from kafka.structs import MemberState
 
 from services.launcher import ManagedProcess, free_port, port_open, tansu_binary
@@ -283,3 +284,82 @@ def test_after_a_broker_restart_a_recreated_topic_is_read_from_its_start(tmp_pat
             consumer.close()
         publisher.close()
         broker_process.kill()
+
+
+class _FailedSend:
+    """A send the broker answered with its UNKNOWN error."""
+
+    is_done = True
+    exception = UnknownError("the broker could not store the batch")
+
+    def get(self, timeout: float | None = None) -> None:
+        raise self.exception
+
+
+class _BrokerFailingUnknownOn:
+    """A producer factory: real producers, except that sends to `topic` fail with UNKNOWN."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+
+    def __call__(self, **config):
+        real = KafkaProducer(**config)
+        broken_topic = self.topic
+
+        class Producer:
+            def send(self, topic, **kwargs):
+                return _FailedSend() if topic == broken_topic else real.send(topic, **kwargs)
+
+            def flush(self, timeout=None):
+                real.flush(timeout=timeout)
+
+            def close(self, timeout=None):
+                real.close(timeout=timeout)
+
+        return Producer()
+
+
+def _records_and_partitions(broker: str, topic: str) -> tuple[int, int]:
+    consumer = KafkaConsumer(bootstrap_servers=broker)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return sum(consumer.end_offsets(partitions).values()), len(partitions)
+    finally:
+        consumer.close()
+
+
+def test_a_topic_the_broker_keeps_failing_unknown_on_is_recreated_after_n_publishes_in_a_row(
+    broker, topic_factory, publisher
+):
+    topic = topic_factory(partitions=2)
+    publisher.publish(topic, submission())
+    assert _records_and_partitions(broker, topic) == (1, 2)
+    failing = Publisher(
+        broker, topics=[topic], partitions=2, repair_after=3, producer_factory=_BrokerFailingUnknownOn(topic)
+    )
+    try:
+        for _ in range(2):
+            with pytest.raises(BusError):
+                failing.publish(topic, submission())
+        assert _records_and_partitions(broker, topic) == (1, 2), "two failures: the topic is left alone"
+
+        with pytest.raises(BusError):
+            failing.publish(topic, submission())
+        assert _records_and_partitions(broker, topic) == (0, 2), "the third: a new, empty topic, as planned"
+    finally:
+        failing.close()
+    publisher.publish(topic, submission())
+    assert _records_and_partitions(broker, topic) == (1, 2)
+
+
+def test_without_repair_after_a_failing_topic_is_never_recreated(broker, topic_factory, publisher):
+    topic = topic_factory(partitions=1)
+    publisher.publish(topic, submission())
+    failing = Publisher(broker, topics=[topic], partitions=1, producer_factory=_BrokerFailingUnknownOn(topic))
+    try:
+        for _ in range(4):
+            with pytest.raises(BusError):
+                failing.publish(topic, submission())
+    finally:
+        failing.close()
+    assert _records_and_partitions(broker, topic) == (1, 1)

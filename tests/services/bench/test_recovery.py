@@ -7,18 +7,11 @@ import json
 from itertools import pairwise
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from services.cli import app
 
 
-# Opt-in (`pytest -m faults`): in about half the runs the restarted embedded broker (Tansu 0.6,
-# memory storage) stops serving the records it acknowledged: ListOffsets reports them, every fetch
-# from offset 0 comes back empty, and later produces to those partitions fail. The consumers are
-# healthy (in their group, polling, positions at 0). Reproduced with bare kafka-python against
-# Tansu alone; open, see README "No data lost under faults".
-@pytest.mark.faults
 def test_bench_recovery_reports_time_to_zero_backlog_and_the_ratio_to_steady_state(tmp_path: Path):
     result = CliRunner().invoke(
         app,
