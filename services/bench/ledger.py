@@ -79,6 +79,7 @@ def count_ledger(engine: Engine, accepted: dict[str, str], owners: Iterable[str]
     events_per_subject: Counter[str] = Counter()  # distinct event ids: what consumers see
     repeated = 0  # outbox rows repeating an event id (two replicas proposing one pair): deduped downstream
     matches_per_entity: Counter[str] = Counter()
+    seen_matches: set[tuple[str, str]] = set()  # a pair with its sides in two chunks is read twice
     with Session(engine) as session:
         for kind, table in ENTITY_TABLES.items():
             for entity_id, status, version in session.exec(
@@ -108,6 +109,9 @@ def count_ledger(engine: Engine, accepted: dict[str, str], owners: Iterable[str]
             for a_id, b_id in session.exec(
                 select(Match.a_id, Match.b_id).where(or_(col(Match.a_id).in_(chunk), col(Match.b_id).in_(chunk)))
             ):
+                if (a_id, b_id) in seen_matches:
+                    continue
+                seen_matches.add((a_id, b_id))
                 matches_per_entity[a_id] += 1
                 matches_per_entity[b_id] += 1
         unpublished = session.exec(
