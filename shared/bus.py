@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,20 +67,28 @@ def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int, wit
 
 def recreate_topic(bootstrap: str, topic: str, *, partitions: int, wait_s: float = 10.0) -> None:
     """Delete `topic` and create it again with `partitions` (everything in it is gone)."""
+    with _admin(bootstrap, timeout_ms=10000) as admin:
+        try:
+            with contextlib.suppress(UnknownTopicOrPartitionError):
+                admin.delete_topics([topic])
+            deadline = time.monotonic() + wait_s
+            while topic in set(admin.list_topics()) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        except KafkaError as exc:
+            raise BusError(f"cannot delete {topic} on {bootstrap}: {exc}") from exc
+    ensure_topics(bootstrap, [topic], partitions=partitions, with_dlq=False)  # tolerates a racing creator
+
+
+@contextlib.contextmanager
+def _admin(bootstrap: str, *, timeout_ms: int) -> Iterator[KafkaAdminClient]:
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000, bootstrap_timeout_ms=10000)
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms
+        )
     except KafkaError as exc:
         raise BusError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
     try:
-        with contextlib.suppress(UnknownTopicOrPartitionError):
-            admin.delete_topics([topic])
-        deadline = time.monotonic() + wait_s
-        while topic in set(admin.list_topics()) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        with contextlib.suppress(TopicAlreadyExistsError):  # a client's metadata request got there first
-            admin.create_topics([NewTopic(topic, partitions, 1)])
-    except KafkaError as exc:
-        raise BusError(f"cannot re-create {topic} on {bootstrap}: {exc}") from exc
+        yield admin
     finally:
         admin.close()
 
@@ -195,8 +203,9 @@ class Publisher:
             self._discard()
             self._repair_broken_topics(sent)
             raise BusError(f"publish failed: {exc}") from exc
-        for topic in {topic for topic, _future in sent}:
-            self._unknown_errors.pop(topic, None)
+        if self._unknown_errors:  # usually empty: nothing to reset on the hot path
+            for topic, _future in sent:
+                self._unknown_errors.pop(topic, None)
 
     def _repair_broken_topics(self, sent: Sequence[tuple[str, Any]]) -> None:
         if not self._repair_after:
