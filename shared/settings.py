@@ -51,6 +51,12 @@ class Settings(BaseSettings):
 
     model: str = Field("packaged:all-MiniLM-L6-v2", description="sentence-transformers model name or path.")
     embedding_dim: int = Field(384, ge=8, description="Dimension of the model's vectors (384 for MiniLM).")
+    embed_max_tokens: int = Field(
+        128,
+        ge=16,
+        description="Embedder: tokens of each text the model reads (it truncates the rest); the model's own "
+        "limit applies if lower. 128 halves the encode time of MiniLM's 256 on long Chinese texts.",
+    )
     embed_batch_size: int = Field(16, ge=1, description="Embedder: texts per model forward pass (encode batch size).")
     embed_poll_size: int = Field(
         256,

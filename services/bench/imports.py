@@ -37,7 +37,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from embeddings.encoder import resolve_model_path
+from embeddings.encoder import cap_tokens, resolve_model_path
 from services.api.imports import ImportOptions, import_bytes
 from services.api.intake import build_entity
 from services.bench import bench_app
@@ -145,12 +145,13 @@ def embedded_texts(rows: Sequence[tuple[str, str, dict[str, Any]]]) -> list[str]
 
 
 def measure_encode(
-    texts: Sequence[str], *, model_name: str, batch_sizes: Sequence[int]
+    texts: Sequence[str], *, model_name: str, batch_sizes: Sequence[int], max_tokens: int | None = None
 ) -> tuple[int, float, dict[int, float]]:
     """(best batch size, texts/s of all texts at it, texts/s per swept size on a sample)."""
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(resolve_model_path(model_name), device="cpu")
+    cap_tokens(model, max_tokens)  # as the embedder truncates
     try:
         model.encode(list(texts[:32]), batch_size=32, normalize_embeddings=True)  # warm-up
         sample = list(texts[:SWEEP_SAMPLE])
@@ -249,7 +250,10 @@ def run_import_bench(
     base = Settings()
     say(f"raw encode of {len(texts)} texts")
     best, encode_rate, by_size = measure_encode(
-        texts, model_name=base.model, batch_sizes=[encoder_batch] if encoder_batch else batch_sizes
+        texts,
+        model_name=base.model,
+        batch_sizes=[encoder_batch] if encoder_batch else batch_sizes,
+        max_tokens=base.embed_max_tokens,
     )
     settings = base.model_copy(
         update={

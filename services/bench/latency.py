@@ -458,7 +458,7 @@ def prepare_corpus(
         with Session(engine) as session:
             if session.exec(select(func.count()).select_from(EntityVector)).one():
                 raise LatencyBenchError("the database already holds entities; the benchmark seeds a fresh one")
-        encoder = SentenceTransformerEncoder(settings.model)
+        encoder = SentenceTransformerEncoder(settings.model, max_tokens=settings.embed_max_tokens)
         report = seed_corpus(engine, encoder, total=entities, distinct=distinct, seed=seed, on_progress=on_progress)
     finally:
         engine.dispose()

@@ -70,8 +70,11 @@ def _chunks(ids: list[str], size: int = 500) -> Iterator[list[str]]:
         yield ids[start : start + size]
 
 
-def count_ledger(engine: Engine, accepted: dict[str, str], owners: Iterable[str], *, matches_topic: str) -> Ledger:
-    """The ledger for the entities of one test (see the module docstring)."""
+def count_ledger(
+    engine: Engine, accepted: dict[str, str], owners: Iterable[str], *, matches_topic: str, chunk_size: int = 500
+) -> Ledger:
+    """The ledger for the entities of one test (see the module docstring); ids are read
+    `chunk_size` at a time (bound parameters per query)."""
     ids = list(accepted)
     owners = list(owners)
     entities = matched = vectors = match_sets = 0
@@ -91,7 +94,7 @@ def count_ledger(engine: Engine, accepted: dict[str, str], owners: Iterable[str]
                     matched += status == EntityStatus.MATCHED
                     inbox_key = f"{kind}:{entity_id}@v{version}"
                     match_sets += session.get(ProcessedEvent, (MATCHER_INBOX, inbox_key)) is not None
-        for chunk in _chunks(ids):
+        for chunk in _chunks(ids, chunk_size):
             vectors += session.exec(
                 select(func.count()).select_from(EntityVector).where(col(EntityVector.entity_id).in_(chunk))
             ).one()

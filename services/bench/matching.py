@@ -241,6 +241,9 @@ def combined_ndcg(
         pairs, missed = table[query.id]
         scores = {}
         for pair in pairs:
+            if pair.gated:  # scored 0 without its signals (services/matcher/ranking.py)
+                scores[pair.ref] = 0.0
+                continue
             w_dense = weights.dense * (weights.dense_cjk_reliability if pair.chinese else 1.0)
             c = pair.components
             weight_sum = w_dense + weights.lexical + weights.structured + weights.activity
@@ -250,7 +253,7 @@ def combined_ndcg(
                 + weights.structured * c["structured"]
                 + weights.activity * c.get("activity", 0.0)
             ) / weight_sum
-            scores[pair.ref] = 0.0 if pair.gated else value
+            scores[pair.ref] = value
         ranking = sorted(scores, key=lambda ref: (-scores[ref], ref)) + missed
         total += ndcg_at(ranking, query.judgments)
     return total / len(queries)
@@ -286,7 +289,8 @@ def cross_validate(bench: Bench, base: MatchPolicy, folds: int = 2, seed: int = 
 def make_encoder(name: str) -> Encoder:
     if name == "hashing":
         return HashingEncoder()
-    return SentenceTransformerEncoder(get_settings().model if name == "model" else name)
+    settings = get_settings()
+    return SentenceTransformerEncoder(settings.model if name == "model" else name, max_tokens=settings.embed_max_tokens)
 
 
 def run(encoder: Encoder, path: Path | None, policy: MatchPolicy) -> dict[str, Any]:

@@ -119,9 +119,9 @@ def submission_texts(events: Sequence[Envelope]) -> list[str]:
 
 
 # --- raw encode: the hardware limit ----------------------------------------------------------
-def load_raw_model(model: str) -> Any:
-    """The same model the embedder loads, straight from sentence-transformers."""
-    from embeddings.encoder import resolve_model_path
+def load_raw_model(model: str, max_tokens: int | None) -> Any:
+    """The same model the embedder loads (truncating where it does), straight from sentence-transformers."""
+    from embeddings.encoder import cap_tokens, resolve_model_path
 
     path = resolve_model_path(model)
     if Path(path).is_dir():  # a local folder needs no hub (the deployment has no internet)
@@ -131,7 +131,9 @@ def load_raw_model(model: str) -> Any:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # "Loading weights" bars would garble --json output
-    return SentenceTransformer(path, device="cpu")
+    raw = SentenceTransformer(path, device="cpu")
+    cap_tokens(raw, max_tokens)
+    return raw
 
 
 @dataclass(frozen=True)
@@ -453,7 +455,7 @@ def run_throughput_bench(
         if matcher_entities > 0
         else None
     )
-    model = load_raw_model(base.model)
+    model = load_raw_model(base.model, base.embed_max_tokens)
     raw_encode(model, submission_texts(warmup), max(batch_sizes))  # first calls allocate: not timed
     sweep = {batch_size: raw_encode(model, texts, batch_size) for batch_size in batch_sizes}
     best_batch = max(sweep, key=lambda b: sweep[b].rate)

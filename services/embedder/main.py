@@ -40,7 +40,9 @@ def main() -> None:
     engine = make_engine(settings.resolved_database_url)
     report_status(engine, name, "loading_model", model=settings.model)
     log.info("loading model %s", settings.model)
-    encoder = SentenceTransformerEncoder(settings.model, batch_size=settings.embed_batch_size)
+    encoder = SentenceTransformerEncoder(
+        settings.model, batch_size=settings.embed_batch_size, max_tokens=settings.embed_max_tokens
+    )
     publisher = connect_bus(settings, name, stop=stop)
     consumer = make_consumer(
         settings, Topic.SUBMISSIONS, group_id="salon-embedder", publisher=publisher, client_id=name

@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.matcher.scoring import Activity, Scored, Weights, concept_overlap, quote_passage, score_pair
+from services.matcher.scoring import (
+    Activity,
+    Scored,
+    Weights,
+    concept_overlap,
+    gated,
+    quote_passage,
+    score_pair,
+    structured_fit,
+)
 from services.matcher.state import KindIndex, text_fingerprint
 from shared.events import ReasonData
 from shared.models import Entity, entity_text
@@ -37,8 +46,9 @@ class Candidate:
     entity: Entity
     vector_id: int
     cosine: float
-    lexical: float
-    matched_terms: list[str]
+    bm25: float  # normalised BM25; the lexical signal adds shared concepts when scored
+    matched_terms: list[str]  # the BM25 terms in common
+    text: str  # entity_text of the entity
     tokens: frozenset[str] | None = None  # of the entity's current text, when the index holds it
 
 
@@ -103,35 +113,48 @@ class Ranker:
             if counterpart is None or counterpart.owner == subject.owner or counterpart.duplicate_of:
                 continue
             counterpart_text = entity_text(counterpart)
-            similarity, concept_terms = text_similarity(lexical.get(vid, 0.0), text, counterpart_text)
             candidates.append(
                 Candidate(
                     entity=counterpart,
                     vector_id=vid,
                     cosine=dense.get(vid, 0.0),
-                    lexical=similarity,
-                    matched_terms=terms[vid] + [term for term in concept_terms if term not in terms[vid]],
+                    bm25=lexical.get(vid, 0.0),
+                    matched_terms=terms[vid],
+                    text=counterpart_text,
                     tokens=indexed_tokens(index, vid, counterpart_text),
                 )
             )
         return candidates
 
     def score(self, subject: Entity, candidates: list[Candidate]) -> list[tuple[Candidate, Scored]]:
-        """Every candidate scored (gated ones included), best first."""
+        """Every candidate scored (gated ones included, at 0), best first.
+
+        The hard gates are checked first: a gated candidate (most of a large pool) scores 0
+        whatever its text, so its concept overlap and signal reasons are not computed."""
         counterparts = [candidate.entity for candidate in candidates]
         activity = self._fetch_activity(counterparts) if self._fetch_activity else {}
         penalties = self._fetch_penalties(subject, candidates) if self._fetch_penalties else {}
+        text = entity_text(subject)
         scored = []
         for candidate in candidates:
+            known = {candidate.entity.id: candidate.tokens} if candidate.tokens is not None else None
+            texts = {subject.id: text, candidate.entity.id: candidate.text}
+            rules = structured_fit(subject, candidate.entity, known_tokens=known, known_texts=texts)
+            if rules.gated:
+                scored.append((candidate, gated(rules)))
+                continue
+            lexical, concept_terms = text_similarity(candidate.bm25, text, candidate.text)
             result = score_pair(
                 subject,
                 candidate.entity,
                 cosine=candidate.cosine,
-                lexical=candidate.lexical,
-                matched_terms=candidate.matched_terms,
+                lexical=lexical,
+                matched_terms=candidate.matched_terms
+                + [term for term in concept_terms if term not in candidate.matched_terms],
                 weights=self.policy.weights,
                 activity=activity.get(candidate.entity.id) if self._fetch_activity else None,
-                counterpart_tokens=candidate.tokens,
+                rules=rules,
+                texts=(text, candidate.text),
             )
             penalty = penalties.get(candidate.entity.id, 0.0)
             if penalty:

@@ -30,6 +30,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from types import MappingProxyType
 
 from embeddings import tokenize
 from shared.events import ReasonData
@@ -164,19 +165,22 @@ def region_covers(scope: str, place: str) -> bool:
 
 
 _CONCEPTS_CACHE_SIZE = 200_000  # about 40 MB; 100k indexed entities must not miss it per event
-_concepts_cache: dict[bytes, tuple[tuple[str, str], ...]] = {}
+_concepts_cache: dict[bytes, Mapping[str, str]] = {}
+_NO_CONCEPTS: Mapping[str, str] = MappingProxyType({})
 _concepts_lock = threading.Lock()
 
 
-def concepts_of(text: str) -> tuple[tuple[str, str], ...]:
-    """The glossary's technology concepts a text names, with the word it used for each.
+def concepts_of(text: str) -> Mapping[str, str]:
+    """The glossary's technology concepts a text names, with the word it used for each
+    (read-only: the mapping is shared through the cache).
 
     Finding them takes about 1 ms and every event compares ~150 candidates, so results are
     kept by a digest of the text (the texts themselves would take too much memory)."""
     key = hashlib.blake2b(text.encode(), digest_size=12).digest()
     found = _concepts_cache.get(key)
     if found is None:
-        found = tuple(sorted(load_glossary().find(fold(text)).items()))
+        named = load_glossary().find(fold(text))
+        found = MappingProxyType(dict(sorted(named.items()))) if named else _NO_CONCEPTS
         with _concepts_lock:
             if len(_concepts_cache) >= _CONCEPTS_CACHE_SIZE:
                 _concepts_cache.clear()  # rare; refilled by the next few events
@@ -189,7 +193,7 @@ def concept_overlap(subject_text: str, counterpart_text: str) -> tuple[float, li
 
     The cross-language half of the lexical signal: BM25 sees no overlap between 石墨负极 and
     "graphite anode", the glossary does."""
-    mine, theirs = dict(concepts_of(subject_text)), dict(concepts_of(counterpart_text))
+    mine, theirs = concepts_of(subject_text), concepts_of(counterpart_text)
     if not mine or not theirs:
         return 0.0, []
     common = sorted(mine.keys() & theirs.keys())
@@ -205,6 +209,15 @@ def _overlap(phrase: str, text_tokens: frozenset[str]) -> tuple[float, list[str]
     return len(found) / len(wanted), found
 
 
+def _reason(*, rule: str, passed: bool, contribution: float, detail: str, detail_zh: str) -> ReasonData:
+    """A ReasonData built without validation: every field is typed here, and ranking builds
+    a dozen per candidate (validation was a tenth of the scoring time)."""
+    # bool()/float(): a numpy value would otherwise reach the JSON serialiser unconverted.
+    return ReasonData.model_construct(
+        rule=rule, passed=bool(passed), contribution=float(contribution), detail=detail, detail_zh=detail_zh
+    )
+
+
 class _Rules:
     """Collects structured rule outcomes: each a score in [0,1] and a bilingual reason."""
 
@@ -216,13 +229,13 @@ class _Rules:
     def soft(self, rule: str, value: float, detail: str, detail_zh: str) -> None:
         self.scores.append((value, RULE_WEIGHTS.get(rule, 1.0)))
         self.reasons.append(
-            ReasonData(rule=rule, passed=value >= 0.5, contribution=round(value, 3), detail=detail, detail_zh=detail_zh)
+            _reason(rule=rule, passed=value >= 0.5, contribution=round(value, 3), detail=detail, detail_zh=detail_zh)
         )
 
     def gate(self, rule: str, passed: bool, detail: str, detail_zh: str) -> None:
         if not passed:
             self.gated = True
-        self.reasons.append(ReasonData(rule=rule, passed=passed, contribution=0.0, detail=detail, detail_zh=detail_zh))
+        self.reasons.append(_reason(rule=rule, passed=passed, contribution=0.0, detail=detail, detail_zh=detail_zh))
 
     @property
     def value(self) -> float:
@@ -248,7 +261,9 @@ def _sector_rule(rules: _Rules, a: Entity, b: Entity) -> None:
     )
 
 
-def _excluded_by(mandate: Mandate, pitch: Pitch, pitch_tokens: frozenset[str] | None = None) -> str | None:
+def _excluded_by(
+    mandate: Mandate, pitch: Pitch, pitch_tokens: frozenset[str] | None = None, pitch_text: str | None = None
+) -> str | None:
     """The mandate's declared exclusion that applies to the pitch.
 
     An exclusion names a whole sector ("房地产") or a narrower segment ("consumer toy drones",
@@ -258,9 +273,10 @@ def _excluded_by(mandate: Mandate, pitch: Pitch, pitch_tokens: frozenset[str] | 
     """
     if not mandate.exclusions:
         return None
-    folded = fold(entity_text(pitch))
+    pitch_text = pitch_text if pitch_text is not None else entity_text(pitch)
+    folded = fold(pitch_text)
     if pitch_tokens is None:
-        pitch_tokens = _tokens(entity_text(pitch))
+        pitch_tokens = _tokens(pitch_text)
     for exclusion in mandate.exclusions:
         term = fold(exclusion)
         if not term:
@@ -280,7 +296,9 @@ def _money(amount: float, currency: str) -> str:
     return f"{amount:,.0f} {currency}"
 
 
-def _pitch_mandate(rules: _Rules, pitch: Pitch, mandate: Mandate, pitch_tokens: frozenset[str] | None) -> None:
+def _pitch_mandate(
+    rules: _Rules, pitch: Pitch, mandate: Mandate, pitch_tokens: frozenset[str] | None, pitch_text: str | None
+) -> None:
     _sector_rule(rules, pitch, mandate)
     stage_ok = pitch.stage in mandate.stages
     rules.gate(
@@ -305,7 +323,7 @@ def _pitch_mandate(rules: _Rules, pitch: Pitch, mandate: Mandate, pitch_tokens: 
             "ask within the ticket range" if within else "ask outside the ticket range: needs a syndicate",
             "融资额在单笔投资范围内" if within else "融资额超出单笔范围，需要联合投资",
         )
-    excluded = _excluded_by(mandate, pitch, pitch_tokens)
+    excluded = _excluded_by(mandate, pitch, pitch_tokens, pitch_text)
     rules.gate(
         "exclusions",
         excluded is None,
@@ -347,10 +365,10 @@ def _pitch_mandate(rules: _Rules, pitch: Pitch, mandate: Mandate, pitch_tokens: 
 
 def _concept_share(phrase: str, text: str) -> tuple[float, list[str]]:
     """Share of the glossary concepts a phrase names that the text names too (any language)."""
-    wanted = dict(concepts_of(phrase))
+    wanted = concepts_of(phrase)
     if not wanted:
         return 0.0, []
-    present = dict(concepts_of(text))
+    present = concepts_of(text)
     common = sorted(wanted.keys() & present.keys())
     return len(common) / len(wanted), [present[concept] for concept in common]
 
@@ -400,9 +418,11 @@ def _element_rule(rules: _Rules, pitch: Pitch, pitch_tokens: frozenset[str], pit
     )
 
 
-def _pitch_need(rules: _Rules, pitch: Pitch, need: Need, pitch_tokens: frozenset[str] | None) -> None:
+def _pitch_need(
+    rules: _Rules, pitch: Pitch, need: Need, pitch_tokens: frozenset[str] | None, pitch_text: str | None
+) -> None:
     _sector_rule(rules, pitch, need)
-    pitch_text = entity_text(pitch)
+    pitch_text = pitch_text if pitch_text is not None else entity_text(pitch)
     if pitch_tokens is None:
         pitch_tokens = _tokens(pitch_text)
     _chain_link_rule(rules, pitch_tokens, pitch_text, need)
@@ -444,17 +464,24 @@ def _mandate_need(rules: _Rules, mandate: Mandate, need: Need) -> None:
         rules.soft("co_investment", 1.0, "the region co-invests through its own fund", "地方基金可跟投")
 
 
-def structured_fit(a: Entity, b: Entity, *, known_tokens: Mapping[str, frozenset[str]] | None = None) -> _Rules:
+def structured_fit(
+    a: Entity,
+    b: Entity,
+    *,
+    known_tokens: Mapping[str, frozenset[str]] | None = None,
+    known_texts: Mapping[str, str] | None = None,
+) -> _Rules:
     """The structured rules for a pair. `known_tokens` (entity id → the tokens of its current
-    text, e.g. from the BM25 index) spares tokenising a counterpart's text again."""
+    text, e.g. from the BM25 index) spares tokenising a counterpart's text again; `known_texts`
+    (entity id → `entity_text`) spares building it again for every rule."""
     rules = _Rules()
     pitch = next((e for e in (a, b) if isinstance(e, Pitch)), None)
     mandate = next((e for e in (a, b) if isinstance(e, Mandate)), None)
     need = next((e for e in (a, b) if isinstance(e, Need)), None)
     if pitch and mandate:
-        _pitch_mandate(rules, pitch, mandate, (known_tokens or {}).get(pitch.id))
+        _pitch_mandate(rules, pitch, mandate, (known_tokens or {}).get(pitch.id), (known_texts or {}).get(pitch.id))
     elif pitch and need:
-        _pitch_need(rules, pitch, need, (known_tokens or {}).get(pitch.id))
+        _pitch_need(rules, pitch, need, (known_tokens or {}).get(pitch.id), (known_texts or {}).get(pitch.id))
     elif mandate and need:
         _mandate_need(rules, mandate, need)
     return rules
@@ -470,15 +497,20 @@ def score_pair(
     weights: Weights,
     activity: Activity | None = None,
     counterpart_tokens: frozenset[str] | None = None,
+    rules: _Rules | None = None,
+    texts: tuple[str, str] | None = None,
 ) -> Scored:
     """Combine the signals for one pair; `lexical` is already normalised to [0,1].
 
-    `counterpart_tokens`: the tokens of the counterpart's current text, if known."""
-    chinese = _is_chinese_text(entity_text(subject)) or _is_chinese_text(entity_text(counterpart))
+    `counterpart_tokens`: the tokens of the counterpart's current text, if known; `rules`: the
+    pair's `structured_fit`, if already computed; `texts`: the two `entity_text`s, if known."""
+    subject_text, counterpart_text = texts or (entity_text(subject), entity_text(counterpart))
+    chinese = _is_chinese_text(subject_text) or _is_chinese_text(counterpart_text)
     reliability = weights.dense_cjk_reliability if chinese else 1.0
     dense = rescale_dense(cosine)
-    known = {counterpart.id: counterpart_tokens} if counterpart_tokens is not None else None
-    rules = structured_fit(subject, counterpart, known_tokens=known)
+    if rules is None:
+        known = {counterpart.id: counterpart_tokens} if counterpart_tokens is not None else None
+        rules = structured_fit(subject, counterpart, known_tokens=known)
     structured = rules.value
     prior = activity.prior() if activity is not None else 0.0
     w_dense = weights.dense * reliability
@@ -487,7 +519,7 @@ def score_pair(
     score = (w_dense * dense + weights.lexical * lexical + weights.structured * structured + w_activity * prior) / total
     terms = matched_terms[:8]
     reasons = [
-        ReasonData(
+        _reason(
             rule="dense_similarity",
             passed=dense >= 0.5,
             contribution=round(w_dense * dense / total, 4),
@@ -495,14 +527,14 @@ def score_pair(
             + (" (down-weighted: Chinese text, English-only model)" if chinese and reliability < 1 else ""),
             detail_zh=f"语义向量相似度 {cosine:.2f}" + ("（中文文本，已降权）" if chinese and reliability < 1 else ""),
         ),
-        ReasonData(
+        _reason(
             rule="lexical_similarity",
             passed=lexical >= 0.2,
             contribution=round(weights.lexical * lexical / total, 4),
             detail="shared terms: " + ", ".join(terms) if terms else "no shared terms",
             detail_zh="共同关键词：" + "、".join(terms) if terms else "无共同关键词",
         ),
-        ReasonData(
+        _reason(
             rule="structured_fit",
             passed=structured >= 0.5,
             contribution=round(weights.structured * structured / total, 4),
@@ -512,7 +544,7 @@ def score_pair(
     ]
     if activity is not None and w_activity:
         reasons.append(
-            ReasonData(
+            _reason(
                 rule="activity",
                 passed=prior >= 0.3,
                 contribution=round(w_activity * prior / total, 4),
@@ -531,6 +563,11 @@ def score_pair(
         gated=rules.gated,
         matched_terms=matched_terms,
     )
+
+
+def gated(rules: _Rules) -> Scored:
+    """A pair a hard gate rules out: score 0, its rules as the reasons, no signals computed."""
+    return Scored(score=0.0, components={"structured": round(rules.value, 4)}, reasons=rules.reasons, gated=True)
 
 
 SIGNAL_RULES = {"dense_similarity", "lexical_similarity", "structured_fit", "activity", "matched_passage"}

@@ -132,19 +132,33 @@ class Glossary:
                 pattern = re.compile(rf"(?<![0-9a-z])(?:{alternatives})(?:e?s)?(?![0-9a-z])")
                 self._latin[concept] = (frozenset(_WORD.findall(term)[0] for term in latin), pattern)
         self._cjk.sort(key=lambda item: -len(item[0]))
+        # Indexed by first character and first word: a text is checked only for the terms that
+        # can start in it, not for all ~480, which makes `find` about twice as fast.
+        self._cjk_by_first: dict[str, list[int]] = {}  # first character → positions in self._cjk
+        for position, (term, _) in enumerate(self._cjk):
+            self._cjk_by_first.setdefault(term[0], []).append(position)
+        self._latin_by_word: dict[str, list[tuple[int, str]]] = {}  # first word → (order, concept)
+        for order, (concept, (first_words, _)) in enumerate(self._latin.items()):
+            for word in first_words:
+                self._latin_by_word.setdefault(word, []).append((order, concept))
 
     def find(self, folded: str) -> dict[str, str]:
         """Concept → the (folded) term the text used for it; `folded` as by `fold`."""
         found: dict[str, str] = {}
-        for term, concept in self._cjk:
+        positions: list[int] = []
+        for first in self._cjk_by_first.keys() & set(folded):
+            positions.extend(self._cjk_by_first[first])
+        for position in sorted(positions):  # longest term first, as in self._cjk
+            term, concept = self._cjk[position]
             if concept not in found and term in folded:
                 found[concept] = term
         spaced = folded.replace("-", " ")  # "flight-control" is "flight control"
         words = set(_WORD.findall(spaced))
         words |= {word[:-1] for word in words if word.endswith("s")} | {w[:-2] for w in words if w.endswith("es")}
-        for concept, (first_words, pattern) in self._latin.items():
-            if concept not in found and not first_words.isdisjoint(words):  # cheap test first
-                match = pattern.search(spaced)
+        candidates = sorted({item for word in words & self._latin_by_word.keys() for item in self._latin_by_word[word]})
+        for _, concept in candidates:  # in glossary order, as before the index
+            if concept not in found:
+                match = self._latin[concept][1].search(spaced)
                 if match:
                     found[concept] = match.group()
         return found

@@ -55,6 +55,26 @@ def test_packaged_model_encodes_normalised_384_dim_vectors(
     assert float(anode @ battery_anode) > float(anode @ cooling)
 
 
+@pytest.mark.model
+def test_max_tokens_truncates_what_the_model_reads(packaged_encoder: SentenceTransformerEncoder) -> None:
+    capped = SentenceTransformerEncoder(DEFAULT_MODEL, max_tokens=16)
+    assert capped.max_tokens == 16
+    assert packaged_encoder.max_tokens == 256  # the model's own limit when none is set
+    assert SentenceTransformerEncoder(DEFAULT_MODEL, max_tokens=100_000).max_tokens == 256  # never above it
+    opening = "graphite anode material for lithium batteries " * 6  # well over 16 tokens
+    tails = [opening + "for data centre cooling", opening + "for offshore wind farms"]
+    same = capped.encode(tails)
+    np.testing.assert_allclose(same[0], same[1], atol=1e-6)  # the tails lie past the cap
+    full = packaged_encoder.encode(tails)
+    assert float(full[0] @ full[1]) < 0.9999
+
+
+@pytest.mark.model  # no model is loaded: the argument is checked first
+def test_max_tokens_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_tokens"):
+        SentenceTransformerEncoder(DEFAULT_MODEL, max_tokens=0)
+
+
 def test_resolve_model_path() -> None:
     packaged = resolve_model_path(DEFAULT_MODEL)
     assert packaged == resolve_model_path("")
