@@ -109,6 +109,9 @@ HTTP_DURATION = Histogram(
     buckets=_SECONDS_BUCKETS,
 )
 RECONCILER_REDRIVEN = Counter("salon_reconciler_redriven", "Entities the reconciler re-drove (stuck before `matched`).")
+NOTIFICATIONS_REDRIVEN = Counter(
+    "salon_notifications_redriven", "`match.proposed` events published again because the notifier had not handled them."
+)
 
 
 class _HasTopic(Protocol):

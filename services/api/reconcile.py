@@ -1,5 +1,10 @@
-"""Re-drives entities stuck before `matched` (e.g. the embedded broker restarted and lost
-the events in flight): the database is the source of truth, topics are only transport."""
+"""Re-drives what a broker lost (e.g. the embedded broker restarted and dropped the events in
+flight): the database is the source of truth, topics are only transport.
+
+* entities stuck before `matched` get a fresh submission event (`redrive_stuck`);
+* `match.proposed` events that the notifier never saw are published again under their own
+  ids (`redrive_unnotified`), so their inbox entries and webhooks are not lost either.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,15 @@ from sqlmodel import Session, col, select
 from services.api.intake import submission_event
 from shared import metrics
 from shared.events import ENTITY_KINDS, Topic
-from shared.models import ENTITY_TABLES, Entity, EntityStatus, OutboxMessage, ServiceStatus, utcnow
+from shared.models import (
+    ENTITY_TABLES,
+    Entity,
+    EntityStatus,
+    OutboxMessage,
+    ProcessedEvent,
+    ServiceStatus,
+    utcnow,
+)
 from shared.outbox import enqueue
 from shared.settings import Settings
 
@@ -24,6 +37,9 @@ PIPELINE_CONSUMERS = ("embedder", "matcher")
 HEARTBEAT_STALE_S = 15.0  # heartbeats come every 2 s
 LAG_STALE_S = 20.0  # consumers measure their lag every 5 s, between batches
 BACKLOG_PATIENCE = 10
+NOTIFIER = "notifier"  # services.notifier.handlers.CONSUMER: its inbox rows are what it saw
+NOTIFY_WINDOW = timedelta(hours=1)  # events older than this are not published again
+NOTIFY_MAX_ATTEMPTS = 5  # outbox attempts (failed publishes and re-drives) after which an event is left
 
 
 def pipeline_backlog(engine: Engine, *, consumers: tuple[str, ...] = PIPELINE_CONSUMERS) -> int | None:
@@ -116,10 +132,66 @@ def redrive_stuck(engine: Engine, settings: Settings, *, limit: int = 500) -> in
     return redriven
 
 
+def notifier_running(engine: Engine) -> bool:
+    """A notifier process has sent a heartbeat recently (replicas are `notifier-N`)."""
+    cutoff = utcnow() - timedelta(seconds=HEARTBEAT_STALE_S)
+    with Session(engine) as session:
+        rows = session.exec(select(ServiceStatus).where(col(ServiceStatus.state) == "ready")).all()
+    return any(
+        (row.name == NOTIFIER or row.name.startswith(f"{NOTIFIER}-")) and _aware(row.updated_at) >= cutoff
+        for row in rows
+    )
+
+
+def redrive_unnotified(engine: Engine, settings: Settings, *, limit: int = 1000) -> int:
+    """Publish again the `match.proposed` events the notifier has not handled although they
+    left the outbox more than `reconcile_after_s` ago. Returns how many.
+
+    The matcher commits its proposals and their events together, so a proposal is never
+    lost; but a broker that drops an event after acknowledging it (the embedded broker
+    after a restart) would leave the participant without the inbox entry and the webhook.
+    The notifier records every event it handles (its inbox, keyed by event id), so the gap
+    is visible in the database. The event goes out again under its own id: a notifier that
+    did see it after all skips it. Only when a notifier is running and reports no backlog
+    (else the event may just be queued), only events created within NOTIFY_WINDOW, and at
+    most NOTIFY_MAX_ATTEMPTS times per event: a poison event in the dead-letter topic is
+    not sent round for ever.
+    """
+    if not notifier_running(engine) or pipeline_backlog(engine, consumers=(NOTIFIER,)) != 0:
+        return 0
+    now = utcnow()
+    seen = select(ProcessedEvent.event_id).where(ProcessedEvent.consumer == NOTIFIER)
+    with Session(engine) as session:
+        rows = session.exec(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.topic == settings.topic(Topic.MATCHES),
+                col(OutboxMessage.created_at) >= now - NOTIFY_WINDOW,
+                col(OutboxMessage.published_at) < now - timedelta(seconds=settings.reconcile_after_s),
+                col(OutboxMessage.attempts) < NOTIFY_MAX_ATTEMPTS,
+                col(OutboxMessage.payload).contains('"type":"match.proposed"'),
+                col(OutboxMessage.event_id).not_in(seen),
+            )
+            .order_by(col(OutboxMessage.id))
+            .limit(limit)
+        ).all()
+        for row in rows:
+            row.published_at = None  # the relays publish it again
+            row.attempts += 1
+            row.last_error = "re-driven: the notifier had not handled it"
+            session.add(row)
+        session.commit()
+    if rows:
+        metrics.NOTIFICATIONS_REDRIVEN.inc(len(rows))
+        log.warning("re-published %d match events the notifier had not handled", len(rows))
+    return len(rows)
+
+
 def run_reconciler(engine: Engine, settings: Settings, stop: threading.Event) -> None:
     period = max(settings.reconcile_after_s / 4, 1.0)
     while not stop.wait(period):
-        try:
-            redrive_stuck(engine, settings)
-        except Exception:  # retried next period; the API must keep serving
-            log.exception("reconciliation failed")
+        for step in (redrive_stuck, redrive_unnotified):
+            try:
+                step(engine, settings)
+            except Exception:  # retried next period; the API must keep serving
+                log.exception("reconciliation step %s failed", step.__name__)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
 from services.api.intake import create_entity
-from services.api.reconcile import pipeline_backlog, redrive_stuck
-from shared.models import CREATE_MODELS, EntityStatus, OutboxMessage, Pitch, ServiceStatus, utcnow
+from services.api.reconcile import pipeline_backlog, redrive_stuck, redrive_unnotified
+from shared.events import Topic
+from shared.models import CREATE_MODELS, EntityStatus, OutboxMessage, Pitch, ProcessedEvent, ServiceStatus, utcnow
 from shared.settings import Settings
 from tests.payloads import PITCH
 
@@ -100,3 +103,68 @@ def test_when_no_consumer_reports_its_lag_the_clock_alone_decides(any_engine):
     assert pipeline_backlog(any_engine) is None
     make_pitch(any_engine, status=EntityStatus.ACCEPTED, age_s=600, published=True)
     assert redrive_stuck(any_engine, Settings(reconcile_after_s=60)) == 1
+
+
+# --- match events the notifier never saw --------------------------------------------------------
+def match_event(engine, *, age_s: float, published_age_s: float | None, attempts: int = 0) -> str:
+    """A `match.proposed` outbox row, created `age_s` ago and published `published_age_s` ago."""
+    event_id = str(uuid.uuid4())
+    payload = json.dumps({"id": event_id, "type": "match.proposed", "subject": "p", "data": {}}, separators=(",", ":"))
+    with Session(engine) as session:
+        session.add(
+            OutboxMessage(
+                event_id=event_id,
+                topic=Settings().topic(Topic.MATCHES),
+                key="p",
+                payload=payload,
+                created_at=utcnow() - timedelta(seconds=age_s),
+                published_at=None if published_age_s is None else utcnow() - timedelta(seconds=published_age_s),
+                attempts=attempts,
+            )
+        )
+        session.commit()
+    return event_id
+
+
+def notified(engine, event_id: str) -> None:
+    with Session(engine) as session:
+        session.add(ProcessedEvent(consumer="notifier", event_id=event_id))
+        session.commit()
+
+
+def waiting_to_publish(engine, event_id: str) -> bool:
+    with Session(engine) as session:
+        row = session.exec(select(OutboxMessage).where(OutboxMessage.event_id == event_id)).one()
+        return row.published_at is None
+
+
+def test_match_events_a_running_notifier_never_handled_are_published_again(any_engine):
+    settings = Settings(reconcile_after_s=60)
+    report(any_engine, "notifier", lag=0)
+    swallowed = match_event(any_engine, age_s=300, published_age_s=300)
+    handled = match_event(any_engine, age_s=300, published_age_s=300)
+    notified(any_engine, handled)
+    in_flight = match_event(any_engine, age_s=10, published_age_s=10)  # may still be on its way
+    too_old = match_event(any_engine, age_s=2 * 3600, published_age_s=2 * 3600)
+    given_up = match_event(any_engine, age_s=300, published_age_s=300, attempts=5)  # e.g. a dead letter
+
+    assert redrive_unnotified(any_engine, settings) == 1
+    assert waiting_to_publish(any_engine, swallowed)
+    assert not any(waiting_to_publish(any_engine, i) for i in (handled, in_flight, too_old, given_up))
+    with Session(any_engine) as session:
+        row = session.exec(select(OutboxMessage).where(OutboxMessage.event_id == swallowed)).one()
+        assert row.attempts == 1 and "notifier" in (row.last_error or "")
+    assert redrive_unnotified(any_engine, settings) == 0, "queued again already: not twice"
+
+
+def test_match_events_are_not_published_again_without_a_notifier_or_while_it_is_behind(any_engine):
+    settings = Settings(reconcile_after_s=60)
+    swallowed = match_event(any_engine, age_s=300, published_age_s=300)
+    assert redrive_unnotified(any_engine, settings) == 0, "no notifier runs: nobody is waiting for it"
+
+    report(any_engine, "notifier-2", lag=0, age_s=60)  # its heartbeat stopped a minute ago
+    assert redrive_unnotified(any_engine, settings) == 0
+    report(any_engine, "notifier-2", lag=40)  # running, 40 events behind: the event may be among them
+    assert redrive_unnotified(any_engine, settings) == 0
+    report(any_engine, "notifier-2", lag=0)
+    assert redrive_unnotified(any_engine, settings) == 1 and waiting_to_publish(any_engine, swallowed)
