@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import statistics
 import tempfile
@@ -51,6 +52,7 @@ from services.bench import bench_app
 from services.bench.corpus import seed_corpus, submission_bodies
 from services.bench.load import PLURAL, Participants
 from services.bench.results import DEFAULT_RESULTS_DIR, save_results
+from services.bench.throughput import cpu_seconds_of
 from services.launcher import Platform, free_port
 from services.matcher.state import MatcherState
 from shared.db import init_db, make_engine
@@ -504,9 +506,32 @@ def bench_settings(data_dir: Path, database_url: str) -> Settings:
     )
 
 
+def process_cpu(platform: Platform) -> dict[str, float | None]:
+    """CPU seconds so far of every platform process (replicas by name), the broker, and this
+    process (the load generator and the reader of salon.matches share the machine's cores)."""
+    processes = {**platform.services, **({"broker": platform.broker} if platform.broker else {})}
+    return {**{name: cpu_seconds_of(process) for name, process in processes.items()}, "bench": time.process_time()}
+
+
+def cpu_per_submission(
+    before: Mapping[str, float | None], after: Mapping[str, float | None], submissions: int
+) -> dict[str, float]:
+    """CPU milliseconds each process spent per submission over a run (its drain included), and
+    their total: where the machine's cores went, and so the highest rate it can hold."""
+    spent: dict[str, float] = {}
+    for name, start in before.items():
+        end = after.get(name)
+        if start is not None and end is not None:
+            spent[name] = 1000 * (end - start) / max(submissions, 1)
+    figures = {name: round(ms, 1) for name, ms in sorted(spent.items())}
+    figures["total"] = round(sum(spent.values()), 1)
+    return figures
+
+
 def _indexed(engine: Engine) -> dict[str, int]:
     with Session(engine) as session:
-        row = session.get(ServiceStatus, "matcher")
+        # One matcher is "matcher"; replicas are matcher-1, matcher-2, … with the same index.
+        row = session.get(ServiceStatus, "matcher") or session.get(ServiceStatus, "matcher-1")
         index = (row.detail or {}).get("index", {}) if row else {}
         return {str(kind): int(size) for kind, size in index.items()}
 
@@ -549,6 +574,7 @@ def run_latency_bench(
     step_seconds: float = 20.0,
     search_sizes: Sequence[int] = (),
     with_notifier: bool = False,
+    matchers: int = 1,
     target_p99_s: float = TARGET_P99_S,
     on_progress: Callable[[str], None] = lambda _message: None,
 ) -> dict[str, Any]:
@@ -558,7 +584,7 @@ def run_latency_bench(
         settings = bench_settings(folder, database_url)
         marker = prepare_corpus(settings, entities=entities, distinct=distinct, seed=seed, on_progress=on_progress)
         services = ("api", "embedder", "matcher", *(("notifier",) if with_notifier else ()))
-        platform = Platform(settings, services=services)
+        platform = Platform(settings, services=services, replicas={"matcher": matchers})
         on_progress("starting the platform (the matcher rebuilds its indices)")
         started = time.perf_counter()
         with platform:
@@ -582,6 +608,7 @@ def run_latency_bench(
                         drain_timeout_s=drain_timeout_s,
                     )
                 on_progress(f"sending {rate:g}/s for {duration_s:g} s")
+                cpu_before = process_cpu(platform)
                 main = measure_rate(
                     platform,
                     watcher,
@@ -592,6 +619,9 @@ def run_latency_bench(
                     drain_timeout_s=drain_timeout_s,
                 )
                 figures = summarise(main, target_p99_s)
+                figures["cpu_ms_per_submission"] = cpu_per_submission(
+                    cpu_before, process_cpu(platform), figures["accepted"]
+                )
                 stages = stage_breakdown(platform.engine, main)
                 steps: list[dict[str, Any]] = []
                 if find_rate:
@@ -628,6 +658,8 @@ def run_latency_bench(
             "outbox → Kafka salon.matches (real processes, embedded Tansu broker)",
             "database": "PostgreSQL" if settings.resolved_database_url.startswith("postgres") else "SQLite",
             "model": settings.model,
+            "embed_max_tokens": settings.embed_max_tokens,
+            "matchers": matchers,
             "corpus": {
                 "entities": entities,
                 "kinds": marker.get("kinds"),
@@ -701,7 +733,8 @@ def print_report(report: Mapping[str, Any], console: Console) -> None:
     console.print(f"[bold]salon bench latency[/]: {report['path']}")
     corpus = report["corpus"]
     console.print(
-        f"{report['database']}, model {report['model']}; {corpus['entities']:,} entities seeded "
+        f"{report['database']}, model {report['model']} ({report.get('embed_max_tokens')} tokens), "
+        f"{report.get('matchers', 1)} matcher process(es); {corpus['entities']:,} entities seeded "
         f"({corpus['encoded_texts']} texts encoded, the rest near copies); indexed at start: "
         f"{report['indexed_at_start']}; platform start {report['platform_start_s']} s (from snapshots)"
     )
@@ -739,6 +772,16 @@ def print_report(report: Mapping[str, Any], console: Console) -> None:
         figures = report["stages"][name]
         stages.add_row(description, str(figures["p50_ms"]), str(figures["p95_ms"]))
     console.print(stages)
+    cpu = report.get("cpu_ms_per_submission")
+    if cpu:
+        parts = ", ".join(f"{name} {ms:g}" for name, ms in cpu.items() if name != "total")
+        cores = os.cpu_count() or 1
+        console.print(
+            f"CPU ms per submission at {report['rate_target_per_s']:g}/s: {parts}; total {cpu['total']:g} "
+            f"(the {cores} cores are spent at {1000 * cores / cpu['total']:.1f}/s)"
+            if cpu["total"]
+            else f"CPU ms per submission: {parts}"
+        )
     if "rate_steps" in report:
         steps = Table("rate (per s)", "sent", "lost", "unfinished", "p50 ms", "p99 ms", "held", title="rate steps")
         for step in report["rate_steps"]:
@@ -805,6 +848,9 @@ def bench_latency(
         str, typer.Option(help="Candidate-search sizes (services/bench/search.py); empty: none.")
     ] = "100000,1000000",
     with_notifier: Annotated[bool, typer.Option("--with-notifier", help="Run the notifier too.")] = False,
+    matchers: Annotated[
+        int, typer.Option(min=1, max=8, help="Matcher processes (replicas in one consumer group, each a full index).")
+    ] = 1,
     results_dir: Annotated[Path, typer.Option(help="Where latency.json and latency.png go.")] = DEFAULT_RESULTS_DIR,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
@@ -825,6 +871,7 @@ def bench_latency(
             step_seconds=step_seconds,
             search_sizes=parse_sizes(search_sizes),
             with_notifier=with_notifier,
+            matchers=matchers,
             on_progress=lambda message: status.update(message),
         )
     save_results("latency", report, results_dir=results_dir, plot=plot_latency)

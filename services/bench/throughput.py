@@ -251,7 +251,7 @@ def _new_counts(after: Mapping[str, int], before: Mapping[str, int]) -> dict[str
     return {size: n for size, n in sorted(diff.items(), key=lambda kv: -int(kv[0])) if n > 0}
 
 
-def _cpu_of(process: ManagedProcess | None) -> float | None:
+def cpu_seconds_of(process: ManagedProcess | None) -> float | None:
     pid = process.process.pid if process is not None and process.process is not None else None
     return process_cpu_seconds(pid) if pid is not None else None
 
@@ -293,14 +293,14 @@ def run_pipeline(
             publisher.publish_many([(submissions_topic, e) for e in warmup])
             reader.read(len(warmup), timeout_s=timeout_s, dead=platform.check_alive)
             before = _wait_for_handled(platform, len(warmup), timeout_s=60)
-            cpu_before = (_cpu_of(embedder), _cpu_of(platform.broker), time.process_time())
+            cpu_before = (cpu_seconds_of(embedder), cpu_seconds_of(platform.broker), time.process_time())
 
             started = time.perf_counter()
             publisher.publish_raw(burst, timeout_s=120)
             values = reader.read(len(submissions), timeout_s=timeout_s, dead=platform.check_alive)
             seconds = time.perf_counter() - started
 
-            cpu_after = (_cpu_of(embedder), _cpu_of(platform.broker), time.process_time())
+            cpu_after = (cpu_seconds_of(embedder), cpu_seconds_of(platform.broker), time.process_time())
             after = _wait_for_handled(platform, len(warmup) + len(submissions), timeout_s=60)
             values.extend(reader.drain(quiet_s=1.0))  # a vector published twice would come now
         finally:

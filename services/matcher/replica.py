@@ -46,7 +46,7 @@ from sqlmodel import Session, col, select
 from services.matcher.state import MatcherState
 from shared.errors import BusError, PoisonMessageError
 from shared.events import Envelope, VectorData
-from shared.models import EntityVector, get_entities
+from shared.models import ENTITY_TABLES, EntityVector, get_entities
 
 log = logging.getLogger(__name__)
 
@@ -228,35 +228,55 @@ class IndexFeed:
             wanted[data.entity_id] = (data.kind, data.version)
 
     def _learn(self, wanted: dict[str, tuple[str, int]]) -> int:
-        """Upsert every wanted entity whose vector row is stored at that version or newer."""
-        ids = list(wanted)
+        """Upsert every wanted entity whose vector row is stored at that version or newer.
+
+        Stored versions are read first (two narrow columns), and only the entities ready to
+        learn are loaded whole. During a burst most wanted entities are queued behind this
+        replica's own partitions, not stored yet, and re-checked on every sync: loading
+        them whole each time made an event cost time in proportion to the backlog."""
         try:
             with Session(self._engine) as session:
-                rows = {
-                    row.entity_id: row
-                    for row in session.exec(select(EntityVector).where(col(EntityVector.entity_id).in_(ids))).all()
-                }
+                stored_versions = dict(
+                    session.exec(
+                        select(EntityVector.entity_id, EntityVector.version).where(
+                            col(EntityVector.entity_id).in_(list(wanted))
+                        )
+                    ).all()
+                )
+                ready = {eid: want for eid, want in wanted.items() if stored_versions.get(eid, 0) >= want[1]}
+                waiting = {eid: want for eid, want in wanted.items() if eid not in ready}
+                entity_versions = self._entity_versions(session, waiting)
+                rows = (
+                    {
+                        row.entity_id: row
+                        for row in session.exec(
+                            select(EntityVector).where(col(EntityVector.entity_id).in_(list(ready)))
+                        ).all()
+                    }
+                    if ready
+                    else {}
+                )
                 entities = {}
-                for kind in {kind for kind, _ in wanted.values()}:
-                    wanted_ids = [entity_id for entity_id, (k, _) in wanted.items() if k == kind]
-                    entities.update({entity.id: entity for entity in get_entities(session, kind, wanted_ids)})
+                for kind in {kind for kind, _ in ready.values()}:
+                    kind_ids = [entity_id for entity_id, (k, _) in ready.items() if k == kind]
+                    entities.update({entity.id: entity for entity in get_entities(session, kind, kind_ids)})
         except OperationalError as exc:
             # Not learned yet, not lost: keep them pending for the next sync.
             self.stats.pending.update(wanted)
             raise BusError(f"index feed cannot read vectors: {exc.orig}") from exc
-        learned = 0
-        for entity_id, (kind, version) in wanted.items():
-            entity, row = entities.get(entity_id), rows.get(entity_id)
-            if entity is None or (entity.version > version and (row is None or row.version < version)):
+        for entity_id, (kind, version) in waiting.items():
+            current = entity_versions.get(entity_id)
+            if current is None or current > version:
                 self.stats.pending.pop(entity_id, None)
                 self.stats.dropped += 1  # deleted, poison, or superseded before it was stored
-                continue
-            if row is None or row.version < version:
+            else:
                 self.stats.pending[entity_id] = (kind, version)  # its owner has not stored it yet
-                continue
+        learned = 0
+        for entity_id in ready:
+            entity, row = entities.get(entity_id), rows.get(entity_id)
             self.stats.pending.pop(entity_id, None)
-            if row.dim != self._state.dim or row.id is None:
-                self.stats.dropped += 1
+            if entity is None or row is None or row.dim != self._state.dim or row.id is None:
+                self.stats.dropped += 1  # deleted meanwhile, or a vector of the wrong size
                 continue
             self._state.add(
                 entity, row.id, np.frombuffer(cast(bytes, row.vector), dtype=np.float32), version=row.version
@@ -264,6 +284,16 @@ class IndexFeed:
             learned += 1
         self.stats.applied += learned
         return learned
+
+    @staticmethod
+    def _entity_versions(session: Session, wanted: dict[str, tuple[str, int]]) -> dict[str, int]:
+        """Entity id → its stored version (absent: no such entity), two narrow columns per kind."""
+        versions: dict[str, int] = {}
+        for kind in {kind for kind, _ in wanted.values()}:
+            table = ENTITY_TABLES[kind]
+            kind_ids = [entity_id for entity_id, (k, _) in wanted.items() if k == kind]
+            versions.update(session.exec(select(table.id, table.version).where(col(table.id).in_(kind_ids))).all())
+        return versions
 
     def close(self) -> None:
         try:

@@ -1,5 +1,7 @@
 """The embedded broker is memory-only: a kill -9 and restart loses every topic. The outbox
-and the reconciler must make that harmless: what the API accepted still gets matched."""
+and the reconciler must make that harmless: what the API accepted still gets matched, and
+both sides of every proposal are notified (the restarted broker can swallow acknowledged
+events; the reconciler publishes those the notifier never saw again)."""
 
 from __future__ import annotations
 
@@ -39,7 +41,27 @@ def test_submissions_accepted_around_a_broker_restart_are_all_matched(platform: 
         platform.restart_broker()
         after = http.post("/v1/pitches", json={**PITCH, "title": "石墨负极二期扩产"}, headers=enterprise)
 
-        for pitch_id in (during.json()["id"], after.json()["id"]):
+        pitch_ids = [during.json()["id"], after.json()["id"]]
+        for pitch_id in pitch_ids:
             assert wait_matched(http, f"/v1/pitches/{pitch_id}", enterprise) == "matched"
             matches = http.get("/v1/matches", params={"subject": pitch_id}, headers=enterprise).json()
             assert mandate_id in {m["counterpart"]["id"] for m in matches}
+
+        wanted = {(pitch_id, mandate_id) for pitch_id in pitch_ids} | {(mandate_id, pitch_id) for pitch_id in pitch_ids}
+        assert wait_notified(http, wanted, [enterprise, fund]) == wanted
+
+
+def wait_notified(
+    http: httpx.Client, wanted: set[tuple[str, str]], inboxes: list[dict[str, str]], timeout: float = 90
+) -> set[tuple[str, str]]:
+    """The (subject, counterpart) pairs of `wanted` found in the inboxes within `timeout`."""
+    deadline = time.monotonic() + timeout
+    found: set[tuple[str, str]] = set()
+    while time.monotonic() < deadline:
+        for headers in inboxes:
+            for note in http.get("/v1/notifications", params={"limit": 500}, headers=headers).json():
+                found.add((note["subject"], note["payload"]["counterpart_id"]))
+        if wanted <= found:
+            break
+        time.sleep(0.5)
+    return wanted & found

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.launcher import Platform, replica_names
+from services.launcher import Platform, replica_names, settings_env
 from shared.errors import ConfigurationError
 from shared.settings import Settings
 
@@ -29,3 +29,12 @@ def test_impossible_replica_counts_are_refused(tmp_path: Path):
         Platform(Settings(data_dir=tmp_path), replicas={"api": 2})
     with pytest.raises(ConfigurationError):
         replica_names("matcher", 0)
+
+
+def test_openmp_threads_wait_passively_unless_the_environment_says_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert settings_env(Settings(data_dir=tmp_path))["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # an operator's own choice stands
+    assert settings_env(Settings(data_dir=tmp_path))["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -226,3 +226,24 @@ def test_an_entity_is_indexed_once_though_feed_and_handler_both_see_it(replicas,
     assert len(adds) == 1, "tokenised and indexed once"
     assert replica.feed.stats.read == 1
     assert replica.holds(pitch)
+
+
+def test_vectors_of_deleted_or_superseded_entities_are_dropped_not_kept_waiting(
+    replicas, publisher, vectors_topic, any_engine
+):
+    feed = replicas("matcher-a").feed
+    deleted = submit(any_engine, "pitch", PITCH, "鹤岗碳材")
+    superseded = submit(any_engine, "mandate", MANDATE, "二号基金")
+    waiting = submit(any_engine, "pitch", {**PITCH, "title": "石墨负极二期"}, "鹤岗碳材二号")
+    for entity in (deleted, superseded, waiting):
+        published_vector(publisher, vectors_topic, entity)
+    with Session(any_engine) as session:
+        session.delete(session.get(ENTITY_TABLES["pitch"], deleted.id))
+        newer = session.get(ENTITY_TABLES["mandate"], superseded.id)
+        newer.version = 2  # updated before its first version was ever stored
+        session.add(newer)
+        session.commit()
+
+    assert feed.sync() == 0
+    assert feed.stats.pending == {waiting.id: ("pitch", 1)}, "only the one its owner may still store waits"
+    assert feed.stats.dropped == 2
