@@ -160,17 +160,24 @@ def redrive_unnotified(engine: Engine, settings: Settings, *, limit: int = 1000)
     if not notifier_running(engine) or pipeline_backlog(engine, consumers=(NOTIFIER,)) != 0:
         return 0
     now = utcnow()
-    seen = select(ProcessedEvent.event_id).where(ProcessedEvent.consumer == NOTIFIER)
+    # Correlated on the inbox's primary key (consumer, event id): no scan of everything seen.
+    seen = (
+        select(ProcessedEvent.event_id)
+        .where(ProcessedEvent.consumer == NOTIFIER, ProcessedEvent.event_id == OutboxMessage.event_id)
+        .exists()
+    )
     with Session(engine) as session:
         rows = session.exec(
             select(OutboxMessage)
             .where(
-                OutboxMessage.topic == settings.topic(Topic.MATCHES),
-                col(OutboxMessage.created_at) >= now - NOTIFY_WINDOW,
+                # published_at ≥ created_at: the first bound lets its index narrow the search.
+                col(OutboxMessage.published_at) >= now - NOTIFY_WINDOW,
                 col(OutboxMessage.published_at) < now - timedelta(seconds=settings.reconcile_after_s),
+                col(OutboxMessage.created_at) >= now - NOTIFY_WINDOW,
+                OutboxMessage.topic == settings.topic(Topic.MATCHES),
                 col(OutboxMessage.attempts) < NOTIFY_MAX_ATTEMPTS,
                 col(OutboxMessage.payload).contains('"type":"match.proposed"'),
-                col(OutboxMessage.event_id).not_in(seen),
+                ~seen,
             )
             .order_by(col(OutboxMessage.id))
             .limit(limit)

@@ -129,8 +129,8 @@ class Ranker:
     def score(self, subject: Entity, candidates: list[Candidate]) -> list[tuple[Candidate, Scored]]:
         """Every candidate scored (gated ones included, at 0), best first.
 
-        The hard gates are checked first: a gated candidate (most of a large pool) scores 0
-        whatever its text, so its concept overlap and signal reasons are not computed."""
+        The hard gates are checked first: a gated candidate scores 0 whatever its text, so its
+        concept overlap and signal reasons are not computed."""
         counterparts = [candidate.entity for candidate in candidates]
         activity = self._fetch_activity(counterparts) if self._fetch_activity else {}
         penalties = self._fetch_penalties(subject, candidates) if self._fetch_penalties else {}

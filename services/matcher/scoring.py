@@ -164,7 +164,7 @@ def region_covers(scope: str, place: str) -> bool:
     return _region_covers(scope, place)
 
 
-_CONCEPTS_CACHE_SIZE = 200_000  # about 40 MB; 100k indexed entities must not miss it per event
+_CONCEPTS_CACHE_SIZE = 200_000  # tens of MB; 100k indexed entities must not miss it per event
 _concepts_cache: dict[bytes, Mapping[str, str]] = {}
 _NO_CONCEPTS: Mapping[str, str] = MappingProxyType({})
 _concepts_lock = threading.Lock()
@@ -211,7 +211,7 @@ def _overlap(phrase: str, text_tokens: frozenset[str]) -> tuple[float, list[str]
 
 def _reason(*, rule: str, passed: bool, contribution: float, detail: str, detail_zh: str) -> ReasonData:
     """A ReasonData built without validation: every field is typed here, and ranking builds
-    a dozen per candidate (validation was a tenth of the scoring time)."""
+    about ten per candidate, ~300 candidates per event."""
     # bool()/float(): a numpy value would otherwise reach the JSON serialiser unconverted.
     return ReasonData.model_construct(
         rule=rule, passed=bool(passed), contribution=float(contribution), detail=detail, detail_zh=detail_zh
