@@ -132,15 +132,31 @@ def redrive_stuck(engine: Engine, settings: Settings, *, limit: int = 500) -> in
     return redriven
 
 
-def notifier_running(engine: Engine) -> bool:
-    """A notifier process has sent a heartbeat recently (replicas are `notifier-N`)."""
-    cutoff = utcnow() - timedelta(seconds=HEARTBEAT_STALE_S)
+def caught_up_at(engine: Engine, consumer: str) -> datetime | None:
+    """When every running process of `consumer` last measured a lag of 0 (the earliest of
+    their measurements); None if one is behind, has no recent measurement, none owns a
+    partition, or none is running (no heartbeat within HEARTBEAT_STALE_S).
+
+    A lag of 0 measured at T means every record published before T had been fetched; one
+    that a dead process reported stays at its old T, so nothing published since counts."""
+    now = utcnow()
     with Session(engine) as session:
         rows = session.exec(select(ServiceStatus).where(col(ServiceStatus.state) == "ready")).all()
-    return any(
-        (row.name == NOTIFIER or row.name.startswith(f"{NOTIFIER}-")) and _aware(row.updated_at) >= cutoff
+    running = [
+        row
         for row in rows
-    )
+        if (row.name == consumer or row.name.startswith(f"{consumer}-"))
+        and (now - _aware(row.updated_at)).total_seconds() <= HEARTBEAT_STALE_S
+    ]
+    if not running or not any(row.detail.get("partitions") for row in running):
+        return None
+    measured: list[float] = []
+    for row in running:
+        at = row.detail.get("lag_measured_at", 0)
+        if row.detail.get("lag") != 0 or now.timestamp() - at > LAG_STALE_S:
+            return None
+        measured.append(at)
+    return datetime.fromtimestamp(min(measured), UTC)
 
 
 def redrive_unnotified(engine: Engine, settings: Settings, *, limit: int = 1000) -> int:
@@ -152,14 +168,18 @@ def redrive_unnotified(engine: Engine, settings: Settings, *, limit: int = 1000)
     after a restart) would leave the participant without the inbox entry and the webhook.
     The notifier records every event it handles (its inbox, keyed by event id), so the gap
     is visible in the database. The event goes out again under its own id: a notifier that
-    did see it after all skips it. Only when a notifier is running and reports no backlog
-    (else the event may just be queued), only events created within NOTIFY_WINDOW, and at
+    did see it after all skips it. Only events published `reconcile_after_s` before the
+    running notifiers last reported having fetched everything (`caught_up_at`: else the event
+    may just be queued, or the notifier down), created within NOTIFY_WINDOW, and at
     most NOTIFY_MAX_ATTEMPTS times per event: a poison event in the dead-letter topic is
     not sent round for ever.
     """
-    if not notifier_running(engine) or pipeline_backlog(engine, consumers=(NOTIFIER,)) != 0:
+    fetched_by = caught_up_at(engine, NOTIFIER)
+    if fetched_by is None:
         return 0
     now = utcnow()
+    # Fetched by then and given reconcile_after_s to be handled: not handled means lost.
+    cutoff = min(fetched_by, now) - timedelta(seconds=settings.reconcile_after_s)
     # Correlated on the inbox's primary key (consumer, event id): no scan of everything seen.
     seen = (
         select(ProcessedEvent.event_id)
@@ -172,7 +192,7 @@ def redrive_unnotified(engine: Engine, settings: Settings, *, limit: int = 1000)
             .where(
                 # published_at ≥ created_at: the first bound lets its index narrow the search.
                 col(OutboxMessage.published_at) >= now - NOTIFY_WINDOW,
-                col(OutboxMessage.published_at) < now - timedelta(seconds=settings.reconcile_after_s),
+                col(OutboxMessage.published_at) < cutoff,
                 col(OutboxMessage.created_at) >= now - NOTIFY_WINDOW,
                 OutboxMessage.topic == settings.topic(Topic.MATCHES),
                 col(OutboxMessage.attempts) < NOTIFY_MAX_ATTEMPTS,

@@ -168,3 +168,14 @@ def test_match_events_are_not_published_again_without_a_notifier_or_while_it_is_
     assert redrive_unnotified(any_engine, settings) == 0
     report(any_engine, "notifier-2", lag=0)
     assert redrive_unnotified(any_engine, settings) == 1 and waiting_to_publish(any_engine, swallowed)
+
+
+def test_only_events_published_before_the_notifier_last_caught_up_count_as_missed(any_engine):
+    """A killed notifier's heartbeat row still looks fresh for a few seconds; the events it did
+    not get to are queued, not lost, and must not be sent round again."""
+    settings = Settings(reconcile_after_s=60)
+    report(any_engine, "notifier", lag=0, measured_age_s=15)  # its last measurement, just before it died
+    queued = match_event(any_engine, age_s=70, published_age_s=70)  # after that measurement − 60 s
+    missed = match_event(any_engine, age_s=80, published_age_s=80)  # fetched by then, yet not handled
+    assert redrive_unnotified(any_engine, settings) == 1
+    assert waiting_to_publish(any_engine, missed) and not waiting_to_publish(any_engine, queued)
