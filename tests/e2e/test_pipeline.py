@@ -85,9 +85,10 @@ def test_submissions_flow_to_match_events_on_the_real_topic(platform: Platform, 
         assert [m["counterpart"]["id"] for m in only_funds.json()] == [mandate_id]
 
         # The notifier filled the fund's inbox from the same stream.
+        # (It holds the fund's proposal with the need first: wait for the one with the pitch.)
         deadline = time.monotonic() + 30
         inbox: list = []
-        while time.monotonic() < deadline and not inbox:
+        while time.monotonic() < deadline and not any(i["payload"]["counterpart_id"] == pitch_id for i in inbox):
             inbox = http.get("/v1/notifications", headers=fund).json()
             time.sleep(0.3)
         assert any(item["payload"]["counterpart_id"] == pitch_id for item in inbox)
