@@ -45,6 +45,9 @@ class AuditAction(StrEnum):
     DISCLOSURE_OPT_OUT = "disclosure.opt_out"
     API_KEY_CREATE = "api_key.create"
     API_KEY_REVOKE = "api_key.revoke"
+    WEBHOOK_PAUSE = "webhook.pause"
+    WEBHOOK_RESUME = "webhook.resume"
+    WEBHOOK_REPLAY = "webhook.replay"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from services.api.deps import CallerDep, SessionDep, SettingsDep, is_staff
+from shared import audit
+from shared.audit import AuditAction
 from shared.models import ApiKey, utcnow
 from shared.settings import Settings
 from shared.webhooks.catalogue import EVENT_TYPES, TEST_EVENT, unknown_types
@@ -284,9 +286,18 @@ def update_endpoint(
     if body.description is not None:
         endpoint.description = body.description
     if body.state == EndpointState.ACTIVE and endpoint.state != EndpointState.ACTIVE:
+        audit.record(
+            session,
+            audit.Actor.of(caller),
+            AuditAction.WEBHOOK_RESUME,
+            "webhook_endpoint",
+            endpoint.id,
+            was=endpoint.state,
+        )
         resume_endpoint(endpoint, now=now)
     elif body.state == EndpointState.PAUSED and endpoint.state != EndpointState.PAUSED:
         _refuse_disabled(endpoint)
+        audit.record(session, audit.Actor.of(caller), AuditAction.WEBHOOK_PAUSE, "webhook_endpoint", endpoint.id)
         endpoint.state = EndpointState.PAUSED
         endpoint.state_reason = f"paused by {caller.owner}"
     endpoint.updated_at = now
@@ -414,6 +425,14 @@ def replay_message(endpoint_id: str, message_id: str, session: SessionDep, calle
     message = _message(session, endpoint, message_id)
     requeue(message, now=utcnow())
     session.add(message)
+    audit.record(
+        session,
+        audit.Actor.of(caller),
+        AuditAction.WEBHOOK_REPLAY,
+        "webhook_endpoint",
+        endpoint.id,
+        messages=[message.id],
+    )
     session.commit()
     return _message_public(message)
 
@@ -449,5 +468,15 @@ def replay_since(
     for message in messages:
         requeue(message, now=now)
         session.add(message)
+    audit.record(
+        session,
+        audit.Actor.of(caller),
+        AuditAction.WEBHOOK_REPLAY,
+        "webhook_endpoint",
+        endpoint.id,
+        since=as_utc(since).isoformat(),
+        status=status_,
+        messages=[message.id for message in messages],
+    )
     session.commit()
     return Replayed(replayed=len(messages), message_ids=[message.id for message in messages])

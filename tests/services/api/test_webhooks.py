@@ -303,3 +303,41 @@ def test_times_are_returned_in_utc(client, fund):
     created = create(client, fund)
     assert as_utc(datetime.fromisoformat(created["created_at"])).utcoffset() == timedelta(0)
     assert created["created_at"].endswith(("Z", "+00:00"))
+
+
+def test_pausing_resuming_and_replaying_are_audit_logged(client, fund, engine, key_for):
+    endpoint_id = create(client, fund)["id"]
+    with Session(engine) as session:
+        message = queue_message(
+            session,
+            session.get(WebhookEndpoint, endpoint_id),
+            event_id="00000000-0000-4000-8000-000000000009",
+            event_type="match.proposed",
+            body="{}",
+            occurred_at=datetime.now(UTC),
+            now=datetime.now(UTC),
+        )
+        message.status = MessageStatus.DEAD
+        session.commit()
+        message_id = message.id
+    organizer = key_for(Role.ORGANIZER, "organizer")
+    base = f"/v1/webhooks/endpoints/{endpoint_id}"
+    assert client.patch(base, json={"state": "paused"}, headers=organizer).status_code == 200
+    assert client.patch(base, json={"state": "paused"}, headers=organizer).status_code == 200  # no change: no entry
+    assert client.patch(base, json={"state": "active"}, headers=fund).status_code == 200
+    assert client.post(f"{base}/messages/{message_id}/replay", headers=organizer).status_code == 202
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    assert client.post(f"{base}/replay", params={"since": since}, headers=fund).status_code == 202
+
+    log = client.get(
+        "/v1/audit", params={"object_type": "webhook_endpoint", "object_id": endpoint_id}, headers=organizer
+    ).json()
+    entries = log["entries"] if isinstance(log, dict) else log
+    assert sorted((e["action"], e["actor_owner"]) for e in entries) == sorted(
+        [
+            ("webhook.pause", "organizer"),
+            ("webhook.resume", "黑龙江省新材料产业引导基金"),
+            ("webhook.replay", "organizer"),
+            ("webhook.replay", "黑龙江省新材料产业引导基金"),
+        ]
+    )
