@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -59,17 +60,23 @@ def pipeline_backlog(engine: Engine, *, consumers: tuple[str, ...] = PIPELINE_CO
     if not reports:
         return None
     for consumer in consumers:
-        fresh = [
-            row
-            for row in reports
-            if (row.name == consumer or row.name.startswith(f"{consumer}-"))
-            and row.state == "ready"
-            and (now - _aware(row.updated_at)).total_seconds() <= HEARTBEAT_STALE_S
-        ]
+        fresh = _running(reports, consumer, now)
         measured = [row for row in fresh if now.timestamp() - row.detail.get("lag_measured_at", 0) <= LAG_STALE_S]
         owning = [row for row in measured if row.detail.get("partitions") != []]
         total += sum(int(row.detail["lag"]) for row in measured) + (0 if owning else 1)
     return total
+
+
+def _running(rows: Sequence[ServiceStatus], consumer: str, now: datetime) -> list[ServiceStatus]:
+    """The rows of `consumer`'s processes (replicas are `name-N`) that are ready and sent a
+    heartbeat within HEARTBEAT_STALE_S."""
+    return [
+        row
+        for row in rows
+        if (row.name == consumer or row.name.startswith(f"{consumer}-"))
+        and row.state == "ready"
+        and (now - _aware(row.updated_at)).total_seconds() <= HEARTBEAT_STALE_S
+    ]
 
 
 def _aware(moment: datetime) -> datetime:
@@ -141,13 +148,7 @@ def caught_up_at(engine: Engine, consumer: str) -> datetime | None:
     that a dead process reported stays at its old T, so nothing published since counts."""
     now = utcnow()
     with Session(engine) as session:
-        rows = session.exec(select(ServiceStatus).where(col(ServiceStatus.state) == "ready")).all()
-    running = [
-        row
-        for row in rows
-        if (row.name == consumer or row.name.startswith(f"{consumer}-"))
-        and (now - _aware(row.updated_at)).total_seconds() <= HEARTBEAT_STALE_S
-    ]
+        running = _running(session.exec(select(ServiceStatus)).all(), consumer, now)
     if not running or not any(row.detail.get("partitions") for row in running):
         return None
     measured: list[float] = []

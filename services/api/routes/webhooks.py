@@ -8,6 +8,7 @@ resume and replay; creating, re-pointing, rotating, testing and deleting stay wi
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -425,14 +426,7 @@ def replay_message(endpoint_id: str, message_id: str, session: SessionDep, calle
     message = _message(session, endpoint, message_id)
     requeue(message, now=utcnow())
     session.add(message)
-    audit.record(
-        session,
-        audit.Actor.of(caller),
-        AuditAction.WEBHOOK_REPLAY,
-        "webhook_endpoint",
-        endpoint.id,
-        messages=[message.id],
-    )
+    _audit_replay(session, caller, endpoint, [message])
     session.commit()
     return _message_public(message)
 
@@ -468,15 +462,21 @@ def replay_since(
     for message in messages:
         requeue(message, now=now)
         session.add(message)
+    _audit_replay(session, caller, endpoint, messages, since=as_utc(since).isoformat(), status=status_)
+    session.commit()
+    return Replayed(replayed=len(messages), message_ids=[message.id for message in messages])
+
+
+def _audit_replay(
+    session: Session, caller: ApiKey, endpoint: WebhookEndpoint, messages: Sequence[WebhookMessage], **detail: Any
+) -> None:
+    """One audit entry per replay request, naming the messages sent again."""
     audit.record(
         session,
         audit.Actor.of(caller),
         AuditAction.WEBHOOK_REPLAY,
         "webhook_endpoint",
         endpoint.id,
-        since=as_utc(since).isoformat(),
-        status=status_,
         messages=[message.id for message in messages],
+        **detail,
     )
-    session.commit()
-    return Replayed(replayed=len(messages), message_ids=[message.id for message in messages])
