@@ -31,6 +31,7 @@ Snapshots are a cache, never the source of truth: vectors live in the database a
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
@@ -150,6 +151,13 @@ def _write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def save_npz(path: Path, **arrays: Any) -> None:
+    """Numpy arrays in one `.npz` (load it with `allow_pickle=False`), written atomically."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    _write_atomically(path, buffer.getvalue())
 
 
 @contextmanager

@@ -224,6 +224,11 @@ def add_domain_terms(terms: Iterable[str]) -> None:
     _forget_tokenisations()  # cached segmentations predate the new words
 
 
+def text_fingerprint(text: str) -> int:
+    """64 bits of BLAKE2b: equal fingerprints ⇒ (practically) the same text, same tokens."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
+
+
 def tokenizer_signature() -> str:
     """Changes whenever `tokenize` may split a text differently: stored tokens are then stale."""
     with _init_lock:
@@ -448,17 +453,18 @@ class BM25Index:
         doc_count = len(self._doc_lengths)
         return self._total_length / doc_count if doc_count else 0.0
 
-    def _score_all_locked(self, query_terms: Counter[str], excluded: Collection[int]) -> tuple[Any, Any]:
-        """(doc ids, scores) of every live document sharing a term with the query."""
+    def _slot_scores_locked(self, query_terms: Counter[str]) -> tuple[Any, Any]:
+        """(score, touched) per slot: every document sharing a term with the query, scored
+        with vector arithmetic. Dead slots may be touched; callers mask them out."""
         avgdl = self._avgdl_locked()
         # numpy views export the arrays' buffers, which then cannot grow: all are dropped
         # in `finally`, also when scoring fails, before anything appends again.
-        lengths = slots = tfs = doc_of_slot = None
+        lengths = slots = tfs = None
         try:
             lengths = np.frombuffer(self._slot_lengths, dtype=np.float64)
             scores = np.zeros(len(lengths))
             touched = np.zeros(len(lengths), dtype=bool)
-            with np.errstate(divide="ignore", invalid="ignore"):  # dead slots: discarded below
+            with np.errstate(divide="ignore", invalid="ignore"):  # dead slots: discarded by callers
                 for term, query_tf in query_terms.items():
                     postings = self._postings.get(term)
                     if postings is None:
@@ -472,15 +478,38 @@ class BM25Index:
                     scores[slots] += query_tf * idf * weight
                     touched[slots] = True
             touched &= lengths >= 0.0
-            for doc_id in excluded:
-                slot = self._slot_of.get(doc_id)
-                if slot is not None:
-                    touched[slot] = False
-            hit = np.flatnonzero(touched)
-            doc_of_slot = np.frombuffer(self._doc_of_slot, dtype=np.int64)
+            return scores, touched
+        finally:
+            lengths = slots = tfs = None
+
+    def _score_all_locked(self, query_terms: Counter[str], excluded: Collection[int]) -> tuple[Any, Any]:
+        """(doc ids, scores) of every live document sharing a term with the query."""
+        scores, touched = self._slot_scores_locked(query_terms)
+        for doc_id in excluded:
+            slot = self._slot_of.get(doc_id)
+            if slot is not None:
+                touched[slot] = False
+        return self._hits_locked(scores, touched)
+
+    def _hits_locked(self, scores: Any, touched: Any) -> tuple[Any, Any]:
+        """(doc ids, scores) of the touched slots."""
+        hit = np.flatnonzero(touched)
+        doc_of_slot: Any = np.frombuffer(self._doc_of_slot, dtype=np.int64)
+        try:
             return doc_of_slot[hit], scores[hit]  # fancy indexing copies
         finally:
-            lengths = slots = tfs = doc_of_slot = None
+            doc_of_slot = None
+
+    @staticmethod
+    def _top(doc_ids: Any, scores: Any, k: int) -> list[tuple[int, float]]:
+        positive = scores > 0.0
+        doc_ids, scores = doc_ids[positive], scores[positive]
+        if len(scores) > k:  # keep the k best and anything tied with the k-th
+            kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+            keep = scores >= kth
+            doc_ids, scores = doc_ids[keep], scores[keep]
+        order = np.lexsort((doc_ids, -scores))[:k]
+        return [(int(doc_ids[i]), float(scores[i])) for i in order]
 
     def search(self, query: str, k: int, *, exclude: Collection[int] = ()) -> list[tuple[int, float]]:
         """Top-k (doc_id, score) best first; only documents sharing a term (score > 0).
@@ -495,14 +524,26 @@ class BM25Index:
         excluded = {int(doc_id) for doc_id in exclude}
         with self._lock:
             doc_ids, scores = self._score_all_locked(query_terms, excluded)
-        positive = scores > 0.0
-        doc_ids, scores = doc_ids[positive], scores[positive]
-        if len(scores) > k:  # keep the k best and anything tied with the k-th
-            kth = np.partition(scores, len(scores) - k)[len(scores) - k]
-            keep = scores >= kth
-            doc_ids, scores = doc_ids[keep], scores[keep]
-        order = np.lexsort((doc_ids, -scores))[:k]
-        return [(int(doc_ids[i]), float(scores[i])) for i in order]
+        return self._top(doc_ids, scores, k)
+
+    def search_and_score(
+        self, query: str, k: int, doc_ids: Iterable[int]
+    ) -> tuple[list[tuple[int, float]], dict[int, float]]:
+        """`search(query, k)` and `scores(query, doc_ids)` from one pass over the postings
+        (the same floats as each alone): a matcher wants the top hits and the scores of the
+        candidates other retrievers found."""
+        wanted = [int(doc_id) for doc_id in doc_ids]
+        query_terms = _query_terms(query)
+        if not query_terms:
+            return [], dict.fromkeys(wanted, 0.0)
+        with self._lock:
+            scores, touched = self._slot_scores_locked(query_terms)
+            requested = {}
+            for doc_id in wanted:
+                slot = self._slot_of.get(doc_id)
+                requested[doc_id] = float(scores[slot]) if slot is not None and touched[slot] else 0.0
+            hit_ids, hit_scores = self._hits_locked(scores, touched)
+        return (self._top(hit_ids, hit_scores, k) if k > 0 else []), requested
 
     def scores(self, query: str, doc_ids: Iterable[int]) -> dict[int, float]:
         """BM25 score of `query` for each requested id (0.0 if unknown or no match)."""

@@ -112,6 +112,7 @@ RECONCILER_REDRIVEN = Counter("salon_reconciler_redriven", "Entities the reconci
 NOTIFICATIONS_REDRIVEN = Counter(
     "salon_notifications_redriven", "`match.proposed` events published again because the notifier had not handled them."
 )
+OUTBOX_PRUNED = Counter("salon_outbox_pruned", "Published outbox rows deleted after SALON_OUTBOX_RETENTION_HOURS.")
 
 
 class _HasTopic(Protocol):

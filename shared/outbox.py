@@ -12,9 +12,10 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import and_, event, func, or_, update
+from sqlalchemy import and_, event, func, insert, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -44,6 +45,32 @@ def enqueue(session: Session, topic: str, envelope: Envelope) -> None:
             created_at=utcnow(),
         )
     )
+    _wake_relays_on_commit(session)
+
+
+def enqueue_many(session: Session, events: Sequence[tuple[str, Envelope]]) -> None:
+    """`enqueue` for many (topic, event) pairs in one multi-row INSERT, in their order: a
+    matcher writes ~40 per entity, and building an ORM object for each was a tenth of its
+    writing time."""
+    if not events:
+        return
+    now = utcnow()
+    rows = [
+        {
+            "event_id": envelope.id,
+            "topic": topic,
+            "key": envelope.subject,
+            "payload": envelope.model_dump_json(),
+            "created_at": now,
+            "attempts": 0,
+        }
+        for topic, envelope in events
+    ]
+    session.execute(insert(OutboxMessage), rows)
+    _wake_relays_on_commit(session)
+
+
+def _wake_relays_on_commit(session: Session) -> None:
     session.info[_ROWS_PENDING] = True
     if not session.info.get(_HOOKED):  # once per session: it may commit many transactions
         session.info[_HOOKED] = True

@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     )
     index_dir: Path | None = Field(None, description="FAISS snapshots; default <data_dir>/index.")
     index_snapshot_every: int = Field(200, ge=1, description="Matcher snapshots its indices after this many adds.")
+    matcher_entity_cache: int = Field(
+        50_000,
+        ge=0,
+        description="Counterparts a matcher keeps in memory between events (about 5 kB each; 0: none). "
+        "Each use checks version and update time against the database.",
+    )
     index_exact_max: int = Field(
         20_000,
         ge=1,
@@ -119,6 +125,11 @@ class Settings(BaseSettings):
 
     outbox_poll_ms: int = Field(200, ge=10, description="Outbox relay poll interval.")
     reconcile_after_s: int = Field(120, ge=5, description="Entities stuck this long in a state are re-driven.")
+    outbox_retention_hours: int = Field(
+        168,
+        ge=2,
+        description="Published outbox rows are deleted this long after they were published (re-drives look back 1 h).",
+    )
     db_lock_timeout_ms: int = Field(
         5000,
         ge=100,

@@ -4,6 +4,9 @@ flight): the database is the source of truth, topics are only transport.
 * entities stuck before `matched` get a fresh submission event (`redrive_stuck`);
 * `match.proposed` events that the notifier never saw are published again under their own
   ids (`redrive_unnotified`), so their inbox entries and webhooks are not lost either.
+
+It also deletes outbox rows published long ago (`prune_outbox`): every submission leaves ~40
+of them, and once published and past the re-drive window nothing reads them.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, delete, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -215,10 +218,31 @@ def redrive_unnotified(engine: Engine, settings: Settings, *, limit: int = 1000)
     return len(rows)
 
 
+def prune_outbox(engine: Engine, settings: Settings, *, limit: int = 5000) -> int:
+    """Delete up to `limit` rows published more than `outbox_retention_hours` ago, oldest
+    first; unpublished rows are never deleted. Returns how many (short transactions: the
+    next period takes the next batch)."""
+    cutoff = utcnow() - timedelta(hours=settings.outbox_retention_hours)
+    with Session(engine) as session:
+        ids = session.exec(
+            select(OutboxMessage.id)
+            .where(col(OutboxMessage.published_at) < cutoff)
+            .order_by(col(OutboxMessage.id))
+            .limit(limit)
+        ).all()
+        if not ids:
+            return 0
+        session.execute(delete(OutboxMessage).where(col(OutboxMessage.id).in_(ids)))
+        session.commit()
+    metrics.OUTBOX_PRUNED.inc(len(ids))
+    log.info("deleted %d outbox rows published before %s", len(ids), cutoff.isoformat())
+    return len(ids)
+
+
 def run_reconciler(engine: Engine, settings: Settings, stop: threading.Event) -> None:
     period = max(settings.reconcile_after_s / 4, 1.0)
     while not stop.wait(period):
-        for step in (redrive_stuck, redrive_unnotified):
+        for step in (redrive_stuck, redrive_unnotified, prune_outbox):
             try:
                 step(engine, settings)
             except Exception:  # retried next period; the API must keep serving

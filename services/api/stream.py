@@ -113,6 +113,8 @@ def run_match_feed(settings: Settings, hub: MatchHub, stop: threading.Event) -> 
             hub.set_live(True)
             while not stop.is_set():
                 for records in consumer.poll(timeout_ms=500).values():
+                    if not hub.connections:  # nobody to tell: skip parsing ~40 events per submission
+                        continue
                     for record in records:
                         try:
                             envelope = Envelope.from_bytes(record.value)

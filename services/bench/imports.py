@@ -234,12 +234,14 @@ def run_import_bench(
     encoder_batch: int | None = None,
     batch_sizes: Sequence[int] = BATCH_SIZES,
     timeout_s: float | None = None,
+    matchers: int = 1,
     on_progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Import `count` demo-like entities into a fresh platform and time them to `matched`.
 
     `encoder_batch` fixes the batch size (of the raw encode and of the platform's embedder);
-    None sweeps `batch_sizes` and uses the fastest for both.
+    None sweeps `batch_sizes` and uses the fastest for both. `matchers`: matcher processes
+    (replicas in one consumer group, each a full index).
     """
     say = on_progress or (lambda _text: None)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -267,8 +269,8 @@ def run_import_bench(
         }
     )
     deadline_s = timeout_s if timeout_s is not None else max(600.0, count * 2.0)  # a safety net only
-    say("starting the platform (no demo data)")
-    with Platform(settings) as platform:
+    say(f"starting the platform (no demo data, {matchers} matcher process(es))")
+    with Platform(settings, replicas={"matcher": matchers}) as platform:
         data = csv_path.read_bytes()
         written_at: list[float] = []
         started = time.monotonic()
@@ -303,6 +305,7 @@ def run_import_bench(
     import_rate = count / end_to_end_s
     return {
         "count": count,
+        "matchers": matchers,
         "kinds": report.kinds,
         "csv_bytes": len(data),
         "import_seconds": round(imported_s, 2),
@@ -335,9 +338,10 @@ def plot_import(figure: Figure, figures: Mapping[str, Any]) -> None:
     left.plot(seconds, [stored for _, stored, _ in timeline], label="stored (import)", color="#2c7fb8")
     left.plot(seconds, [matched for _, _, matched in timeline], label="matched", color="#c0392b")
     horizon = figures["end_to_end_seconds"]
+    encoded_by = figures["count"] / figures["encode_rate"]  # when raw encode would have done them all
     left.plot(
-        [0, horizon],
-        [0, min(figures["count"], figures["encode_rate"] * horizon)],
+        [0, encoded_by, max(horizon, encoded_by)],
+        [0, figures["count"], figures["count"]],
         linestyle="--",
         color="#555555",
         label="raw encode rate",
@@ -357,7 +361,10 @@ def plot_import(figure: Figure, figures: Mapping[str, Any]) -> None:
 
 
 def report_table(figures: Mapping[str, Any]) -> Table:
-    table = Table(title=f"salon bench import — {figures['count']} demo-like entities (CSV, mixed kinds)")
+    table = Table(
+        title=f"salon bench import — {figures['count']} demo-like entities (CSV, mixed kinds), "
+        f"{figures.get('matchers', 1)} matcher process(es)"
+    )
     for column in ("figure", "measured", "target / limit"):
         table.add_column(column, justify="left" if column == "figure" else "right")
     for size, rate in figures["encode_rate_by_batch_size"].items():
@@ -390,6 +397,9 @@ def bench_import(
     work_dir: Annotated[Path | None, typer.Option(help="Scratch folder (default: a temporary one).")] = None,
     results_dir: Annotated[Path, typer.Option(help="Where import.json and import.png go.")] = DEFAULT_RESULTS_DIR,
     timeout: Annotated[float | None, typer.Option(help="Give up waiting for matches after this many s.")] = None,
+    matchers: Annotated[
+        int, typer.Option(min=1, max=8, help="Matcher processes (replicas in one consumer group, each a full index).")
+    ] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
 ) -> None:
     """Bulk import end to end (import start → last matched) vs the raw encode rate."""
@@ -402,6 +412,7 @@ def bench_import(
             work_dir=work_dir or Path(scratch),
             encoder_batch=encoder_batch,
             timeout_s=timeout,
+            matchers=matchers,
             on_progress=lambda text: console.print(f"[dim]{text}[/]"),
         )
     save_results("import", figures, results_dir=results_dir, plot=plot_import)

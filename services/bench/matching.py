@@ -145,7 +145,7 @@ class Bench:
         if method == "full":
             ranker = Ranker(policy, fetch_entities=self._fetch, fetch_activity=self._activity)
             retrieved = ranker.candidates(subject, self.vectors[subject.id], text, index)
-            ranked = [candidate.entity.id for candidate, _ in ranker.score(subject, retrieved)]
+            ranked = [candidate.entity.id for candidate, _ in ranker.score(subject, retrieved, explain=False)]
             rest = sorted(c.id for c in candidates if c.id not in set(ranked))  # not retrieved: last
             return ranked + rest
         if method == "dense":

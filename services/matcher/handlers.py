@@ -26,12 +26,11 @@ from shared.models import (
     MatchStatus,
     entity_text,
     entity_title,
-    get_entities,
     get_entity,
     new_id,
     utcnow,
 )
-from shared.outbox import enqueue
+from shared.outbox import enqueue_many
 
 log = logging.getLogger(__name__)
 CONSUMER = "matcher"
@@ -106,9 +105,14 @@ def handle_vector(
         matches = _upsert_matches(session, entity, proposals)
         if entity.version > 1:
             _drop_stale_proposals(session, entity, keep={match.id for match in matches})
-        for match, (candidate, scored) in zip(matches, proposals, strict=True):
-            for side, other in ((entity, candidate.entity), (candidate.entity, entity)):
-                _enqueue_proposal(session, matches_topic, envelope, match, side, other, scored)
+        enqueue_many(
+            session,
+            [
+                (matches_topic, _proposal_event(match, side, other, scored))
+                for match, (candidate, scored) in zip(matches, proposals, strict=True)
+                for side, other in ((entity, candidate.entity), (candidate.entity, entity))
+            ],
+        )
         entity.status = EntityStatus.MATCHED
         entity.updated_at = utcnow()
         session.add(entity)
@@ -169,7 +173,7 @@ def _propose(
 ) -> list[tuple[Candidate, Scored]]:
     ranker = Ranker(
         policy,
-        fetch_entities=partial(get_entities, session),
+        fetch_entities=partial(state.entities.fetch, session),
         fetch_activity=partial(activity_from_db, session),
         fetch_penalties=partial(feedback_penalties, session, state),
     )
@@ -272,9 +276,7 @@ def _explanation(scored: Scored, *, reader: Entity, other: Entity) -> str:
     return explain(scored, entity_title(other), chinese=is_chinese(entity_text(reader)))
 
 
-def _enqueue_proposal(
-    session: Session, topic: str, cause: Envelope, match: Match, side: Entity, other: Entity, scored: Scored
-) -> None:
+def _proposal_event(match: Match, side: Entity, other: Entity, scored: Scored) -> Envelope:
     data = MatchData(
         match_id=match.id,
         pair_kind=match.pair_kind,
@@ -295,4 +297,4 @@ def _enqueue_proposal(
     # and consumers dedupe; a new version of either side is news and gets new ids.
     versions = f"{side.id}@v{side.version}:{other.id}@v{other.version}"
     event_id = derived_event_id(match.id, f"match.proposed:{versions}")
-    enqueue(session, topic, Envelope.wrap("match.proposed", side.id, data, event_id=event_id))
+    return Envelope.wrap("match.proposed", side.id, data, event_id=event_id)

@@ -74,6 +74,7 @@ def main() -> None:
         settings.resolved_index_dir,
         snapshot_every=settings.index_snapshot_every,
         index_config=index_config_from(settings),
+        entity_cache_size=settings.matcher_entity_cache,
     )
     publisher = connect_bus(settings, name, stop=stop)
     # The feed fixes its start (the group's committed offsets) before the rebuild reads the

@@ -54,7 +54,10 @@ class Candidate:
 
 def lexical_similarity(index: KindIndex, text: str, vector_ids: Iterable[int]) -> dict[int, float]:
     """BM25 normalised by the query's self-score; the square root spreads the low end."""
-    raw = index.lexical.scores(text, vector_ids)
+    return normalised_bm25(index, text, index.lexical.scores(text, vector_ids))
+
+
+def normalised_bm25(index: KindIndex, text: str, raw: dict[int, float]) -> dict[int, float]:
     self_score = index.lexical.self_score(text) or 1.0
     return {vid: min(1.0, score / self_score) ** 0.5 for vid, score in raw.items()}
 
@@ -92,20 +95,26 @@ class Ranker:
         self._fetch_activity = fetch_activity
         self._fetch_penalties = fetch_penalties
 
-    def candidates(self, subject: Entity, vector: np.ndarray, text: str, index: KindIndex) -> list[Candidate]:
+    def candidates(
+        self, subject: Entity, vector: np.ndarray, text: str, index: KindIndex, *, with_terms: bool = True
+    ) -> list[Candidate]:
+        """The pool of the three retrievers, with each signal. Without `with_terms` the BM25
+        terms in common are left empty: `rank` finds them for the kept candidates only."""
         pool_size = self.policy.candidate_pool
         dense = dict(index.vectors.search(vector, pool_size)[0])
         pool = set(dense)
-        pool.update(vid for vid, _ in index.lexical.search(text, pool_size))
         pool.update(index.sharing_sectors(subject.sector_codes, pool_size))
+        top, bm25 = index.lexical.search_and_score(text, pool_size, pool)
+        bm25.update(top)
+        pool.update(bm25)
         if not pool:
             return []
         missing = [vid for vid in pool if vid not in dense]
         dense.update(cosine_similarity(index, vector, missing))
-        lexical = lexical_similarity(index, text, pool)
+        lexical = normalised_bm25(index, text, bm25)
         wanted = [index.entity_of[vid] for vid in pool if vid in index.entity_of]
         entities = {entity.id: entity for entity in self._fetch_entities(index.kind, wanted)}
-        terms = index.lexical.matched_terms_many(text, pool)
+        terms = index.lexical.matched_terms_many(text, pool) if with_terms else {}
         candidates = []
         for vid in sorted(pool):
             counterpart = entities.get(index.entity_of.get(vid, ""))
@@ -119,27 +128,47 @@ class Ranker:
                     vector_id=vid,
                     cosine=dense.get(vid, 0.0),
                     bm25=lexical.get(vid, 0.0),
-                    matched_terms=terms[vid],
+                    matched_terms=terms.get(vid, []),
                     text=counterpart_text,
                     tokens=indexed_tokens(index, vid, counterpart_text),
                 )
             )
         return candidates
 
-    def score(self, subject: Entity, candidates: list[Candidate]) -> list[tuple[Candidate, Scored]]:
-        """Every candidate scored (gated ones included, at 0), best first.
+    def score(
+        self, subject: Entity, candidates: list[Candidate], *, explain: bool = True
+    ) -> list[tuple[Candidate, Scored]]:
+        """Every candidate scored (gated ones included, at 0), best first; without `explain`,
+        the scores only (no reasons), which is most of the cost."""
+        activity, penalties = self._signals(subject, candidates)
+        return self._score(subject, candidates, activity=activity, penalties=penalties, explain=explain)
 
-        The hard gates are checked first: a gated candidate scores 0 whatever its text, so its
-        concept overlap and signal reasons are not computed."""
-        counterparts = [candidate.entity for candidate in candidates]
-        activity = self._fetch_activity(counterparts) if self._fetch_activity else {}
+    def _signals(
+        self, subject: Entity, candidates: list[Candidate]
+    ) -> tuple[dict[str, Activity] | None, dict[str, float]]:
+        """What the platform recorded about the candidates: activity (None without a fetcher)
+        and feedback penalties."""
+        activity = self._fetch_activity([c.entity for c in candidates]) if self._fetch_activity else None
         penalties = self._fetch_penalties(subject, candidates) if self._fetch_penalties else {}
+        return activity, penalties
+
+    def _score(
+        self,
+        subject: Entity,
+        candidates: list[Candidate],
+        *,
+        activity: dict[str, Activity] | None,
+        penalties: dict[str, float],
+        explain: bool,
+    ) -> list[tuple[Candidate, Scored]]:
+        """The hard gates are checked first: a gated candidate scores 0 whatever its text, so its
+        concept overlap and signal reasons are not computed."""
         text = entity_text(subject)
         scored = []
         for candidate in candidates:
             known = {candidate.entity.id: candidate.tokens} if candidate.tokens is not None else None
             texts = {subject.id: text, candidate.entity.id: candidate.text}
-            rules = structured_fit(subject, candidate.entity, known_tokens=known, known_texts=texts)
+            rules = structured_fit(subject, candidate.entity, known_tokens=known, known_texts=texts, explain=explain)
             if rules.gated:
                 scored.append((candidate, gated(rules)))
                 continue
@@ -152,7 +181,7 @@ class Ranker:
                 matched_terms=candidate.matched_terms
                 + [term for term in concept_terms if term not in candidate.matched_terms],
                 weights=self.policy.weights,
-                activity=activity.get(candidate.entity.id) if self._fetch_activity else None,
+                activity=activity.get(candidate.entity.id) if activity is not None else None,
                 rules=rules,
                 texts=(text, candidate.text),
             )
@@ -164,16 +193,27 @@ class Ranker:
         return scored
 
     def rank(self, subject: Entity, vector: np.ndarray, text: str, index: KindIndex) -> list[tuple[Candidate, Scored]]:
-        """The proposals: retrieved, scored, gates and weak pairs dropped, top-k."""
-        scored = self.score(subject, self.candidates(subject, vector, text, index))
-        kept = [(c, s) for c, s in scored if not s.gated and s.score >= self.policy.min_score]
-        return [(c, quote_passage(s, c.entity)) for c, s in kept[: self.policy.top_k]]
+        """The proposals: retrieved, scored, gates and weak pairs dropped, top-k.
+
+        Two passes: every candidate is scored without reasons, then the kept ones again with
+        their reasons, terms and passage (the same arithmetic, so the same scores)."""
+        candidates = self.candidates(subject, vector, text, index, with_terms=False)
+        activity, penalties = self._signals(subject, candidates)
+        quick = self._score(subject, candidates, activity=activity, penalties=penalties, explain=False)
+        kept = [c for c, s in quick if not s.gated and s.score >= self.policy.min_score][: self.policy.top_k]
+        terms = index.lexical.matched_terms_many(text, [c.vector_id for c in kept])
+        for candidate in kept:
+            candidate.matched_terms = terms.get(candidate.vector_id, [])
+        explained = self._score(subject, kept, activity=activity, penalties=penalties, explain=True)
+        return [(c, quote_passage(s, c.entity)) for c, s in explained]
 
 
 def apply_penalty(scored: Scored, penalty: float) -> Scored:
     """Feedback lowers a pair: the score shrinks by `penalty` (0..1) and says why."""
     scored.score = round(scored.score * (1 - penalty), 4)
     scored.components["feedback_penalty"] = round(penalty, 4)
+    if not scored.reasons:  # scored without reasons (ranking's first pass)
+        return scored
     scored.reasons.insert(
         3,
         ReasonData(

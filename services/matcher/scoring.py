@@ -23,21 +23,19 @@ Every rule leaves a reason with its contribution and an English and a Chinese se
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
-import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from types import MappingProxyType
 
 from embeddings import tokenize
+from services.matcher.concepts import concepts_of
 from shared.events import ReasonData
 from shared.models import Entity, Mandate, Need, Pitch, entity_text
 from shared.regions import region_covers as _region_covers
 from shared.taxonomy import fold as taxonomy_fold
-from shared.taxonomy import load_glossary, load_taxonomy
+from shared.taxonomy import load_taxonomy
 
 CJK = re.compile(r"[\u3400-\u9fff]")
 
@@ -164,30 +162,6 @@ def region_covers(scope: str, place: str) -> bool:
     return _region_covers(scope, place)
 
 
-_CONCEPTS_CACHE_SIZE = 200_000  # tens of MB; 100k indexed entities must not miss it per event
-_concepts_cache: dict[bytes, Mapping[str, str]] = {}
-_NO_CONCEPTS: Mapping[str, str] = MappingProxyType({})
-_concepts_lock = threading.Lock()
-
-
-def concepts_of(text: str) -> Mapping[str, str]:
-    """The glossary's technology concepts a text names, with the word it used for each
-    (read-only: the mapping is shared through the cache).
-
-    Finding them takes about 1 ms and every event compares ~150 candidates, so results are
-    kept by a digest of the text (the texts themselves would take too much memory)."""
-    key = hashlib.blake2b(text.encode(), digest_size=12).digest()
-    found = _concepts_cache.get(key)
-    if found is None:
-        named = load_glossary().find(fold(text))
-        found = MappingProxyType(dict(sorted(named.items()))) if named else _NO_CONCEPTS
-        with _concepts_lock:
-            if len(_concepts_cache) >= _CONCEPTS_CACHE_SIZE:
-                _concepts_cache.clear()  # rare; refilled by the next few events
-            _concepts_cache[key] = found
-    return found
-
-
 def concept_overlap(subject_text: str, counterpart_text: str) -> tuple[float, list[str]]:
     """Cosine of the two texts' concept sets, and the counterpart's words for the shared ones.
 
@@ -205,7 +179,7 @@ def _overlap(phrase: str, text_tokens: frozenset[str]) -> tuple[float, list[str]
     wanted = _tokens(phrase)
     if not wanted:
         return 0.0, []
-    found = sorted(wanted & text_tokens, key=lambda token: -len(token))
+    found = sorted(wanted & text_tokens, key=lambda token: (-len(token), token))
     return len(found) / len(wanted), found
 
 
@@ -218,24 +192,37 @@ def _reason(*, rule: str, passed: bool, contribution: float, detail: str, detail
     )
 
 
-class _Rules:
-    """Collects structured rule outcomes: each a score in [0,1] and a bilingual reason."""
+Describe = Callable[[], tuple[str, str]]  # → (English, Chinese) sentence of a rule's outcome
 
-    def __init__(self) -> None:
+
+class _Rules:
+    """Collects structured rule outcomes: each a score in [0,1] and a bilingual reason.
+
+    Without `explain` only the scores and gates are kept: ranking scores ~300 candidates per
+    event and keeps 20, so the sentences (`describe`) are written for the kept ones only."""
+
+    def __init__(self, *, explain: bool = True) -> None:
+        self.explain = explain
         self.scores: list[tuple[float, float]] = []  # (value, rule weight)
         self.reasons: list[ReasonData] = []
         self.gated = False
 
-    def soft(self, rule: str, value: float, detail: str, detail_zh: str) -> None:
+    def soft(self, rule: str, value: float, describe: Describe) -> None:
         self.scores.append((value, RULE_WEIGHTS.get(rule, 1.0)))
-        self.reasons.append(
-            _reason(rule=rule, passed=value >= 0.5, contribution=round(value, 3), detail=detail, detail_zh=detail_zh)
-        )
+        if self.explain:
+            detail, detail_zh = describe()
+            self.reasons.append(
+                _reason(
+                    rule=rule, passed=value >= 0.5, contribution=round(value, 3), detail=detail, detail_zh=detail_zh
+                )
+            )
 
-    def gate(self, rule: str, passed: bool, detail: str, detail_zh: str) -> None:
+    def gate(self, rule: str, passed: bool, describe: Describe) -> None:
         if not passed:
             self.gated = True
-        self.reasons.append(_reason(rule=rule, passed=passed, contribution=0.0, detail=detail, detail_zh=detail_zh))
+        if self.explain:
+            detail, detail_zh = describe()
+            self.reasons.append(_reason(rule=rule, passed=passed, contribution=0.0, detail=detail, detail_zh=detail_zh))
 
     @property
     def value(self) -> float:
@@ -246,19 +233,21 @@ class _Rules:
 def _sector_rule(rules: _Rules, a: Entity, b: Entity) -> None:
     codes_a, codes_b = set(a.sector_codes), set(b.sector_codes)
     if not codes_a or not codes_b:
-        rules.soft("sector_overlap", 0.0, "sectors not recognised in the taxonomy", "行业未能识别")
+        rules.soft("sector_overlap", 0.0, lambda: ("sectors not recognised in the taxonomy", "行业未能识别"))
         return
     common = sorted(codes_a & codes_b)
-    taxonomy = load_taxonomy()
     if not common:
-        rules.soft("sector_overlap", 0.0, "no sector in common", "无共同行业")
+        rules.soft("sector_overlap", 0.0, lambda: ("no sector in common", "无共同行业"))
         return
-    rules.soft(
-        "sector_overlap",
-        len(common) / min(len(codes_a), len(codes_b)),
-        "sectors in common: " + ", ".join(taxonomy.sectors[code].en for code in common),
-        "共同行业：" + "、".join(taxonomy.sectors[code].zh for code in common),
-    )
+
+    def describe() -> tuple[str, str]:
+        sectors = load_taxonomy().sectors
+        return (
+            "sectors in common: " + ", ".join(sectors[code].en for code in common),
+            "共同行业：" + "、".join(sectors[code].zh for code in common),
+        )
+
+    rules.soft("sector_overlap", len(common) / min(len(codes_a), len(codes_b)), describe)
 
 
 def _excluded_by(
@@ -304,62 +293,80 @@ def _pitch_mandate(
     rules.gate(
         "stage",
         stage_ok,
-        f"stage {pitch.stage} {'is' if stage_ok else 'is not'} among the fund's stages ({', '.join(mandate.stages)})",
-        f"项目阶段 {pitch.stage} {'符合' if stage_ok else '不在'}基金投资阶段（{'、'.join(mandate.stages)}）",
+        lambda: (
+            f"stage {pitch.stage} {'is' if stage_ok else 'is not'} among the fund's stages "
+            f"({', '.join(mandate.stages)})",
+            f"项目阶段 {pitch.stage} {'符合' if stage_ok else '不在'}基金投资阶段（{'、'.join(mandate.stages)}）",
+        ),
     )
     ask = pitch.funding_ask * TO_CNY.get(pitch.currency, 1.0)
     low = mandate.ticket_min * TO_CNY.get(mandate.currency, 1.0)
     high = mandate.ticket_max * TO_CNY.get(mandate.currency, 1.0)
-    ticket = f"{_money(mandate.ticket_min, mandate.currency)}–{_money(mandate.ticket_max, mandate.currency)}"
-    asked = _money(pitch.funding_ask, pitch.currency)
+
+    def describe_ticket() -> tuple[str, str]:
+        ticket = f"{_money(mandate.ticket_min, mandate.currency)}–{_money(mandate.ticket_max, mandate.currency)}"
+        asked = _money(pitch.funding_ask, pitch.currency)
+        return f"ask {asked} vs ticket {ticket}", f"融资需求 {asked}，基金单笔 {ticket}"
+
     # A fund often takes part of a round: an ask up to 3× the max ticket is a syndicate, not a miss.
     near = low / 3 <= ask <= high * 3
-    rules.gate("ticket_size", near, f"ask {asked} vs ticket {ticket}", f"融资需求 {asked}，基金单笔 {ticket}")
+    rules.gate("ticket_size", near, describe_ticket)
     if near:
         within = low <= ask <= high
         rules.soft(
             "ticket_fit",
             1.0 if within else 0.4,
-            "ask within the ticket range" if within else "ask outside the ticket range: needs a syndicate",
-            "融资额在单笔投资范围内" if within else "融资额超出单笔范围，需要联合投资",
+            lambda: (
+                "ask within the ticket range" if within else "ask outside the ticket range: needs a syndicate",
+                "融资额在单笔投资范围内" if within else "融资额超出单笔范围，需要联合投资",
+            ),
         )
     excluded = _excluded_by(mandate, pitch, pitch_tokens, pitch_text)
     rules.gate(
         "exclusions",
         excluded is None,
-        f"falls under the declared exclusion '{excluded}'" if excluded else "no declared exclusion applies",
-        f"属于基金明确排除的「{excluded}」" if excluded else "不涉及基金的排除领域",
+        lambda: (
+            f"falls under the declared exclusion '{excluded}'" if excluded else "no declared exclusion applies",
+            f"属于基金明确排除的「{excluded}」" if excluded else "不涉及基金的排除领域",
+        ),
     )
     if mandate.regions:
         inside = any(region_covers(region, pitch.region) for region in mandate.regions)
         rules.soft(
             "region",
             1.0 if inside else 0.0,
-            f"{pitch.region} {'is' if inside else 'is not'} in the fund's regions",
-            f"{pitch.region}{'在' if inside else '不在'}基金投资地域内",
+            lambda: (
+                f"{pitch.region} {'is' if inside else 'is not'} in the fund's regions",
+                f"{pitch.region}{'在' if inside else '不在'}基金投资地域内",
+            ),
         )
     if mandate.reinvestment_region:
-        inside = region_covers(mandate.reinvestment_region, pitch.region)
-        relocation = mandate.relocation_required and not inside
+        region = mandate.reinvestment_region
+        local = region_covers(region, pitch.region)
+        relocation = mandate.relocation_required and not local
         rules.soft(
             "reinvestment",
-            1.0 if inside else 0.3,
-            f"project is in the 返投 region {mandate.reinvestment_region}"
-            if inside
-            else f"fund requires reinvestment (返投) in {mandate.reinvestment_region}"
-            + ("; moving the registered address is a condition" if relocation else ""),
-            f"项目位于返投地域{mandate.reinvestment_region}"
-            if inside
-            else f"基金要求返投{mandate.reinvestment_region}" + ("，且以迁移注册地为条件" if relocation else ""),
+            1.0 if local else 0.3,
+            lambda: (
+                f"project is in the 返投 region {region}"
+                if local
+                else f"fund requires reinvestment (返投) in {region}"
+                + ("; moving the registered address is a condition" if relocation else ""),
+                f"项目位于返投地域{region}"
+                if local
+                else f"基金要求返投{region}" + ("，且以迁移注册地为条件" if relocation else ""),
+            ),
         )
     if pitch.stage in EARLY_STAGES:
         appetite = {"high": 1.0, "medium": 0.6, "low": 0.2}.get(mandate.loss_tolerance, 0.6)
-        tolerance_zh = {"high": "高（耐心资本）", "medium": "中", "low": "低"}.get(mandate.loss_tolerance, "中")
         rules.soft(
             "risk_appetite",
             appetite,
-            f"early-stage project; fund's loss tolerance is {mandate.loss_tolerance}",
-            f"早期项目；基金风险容忍度{tolerance_zh}",
+            lambda: (
+                f"early-stage project; fund's loss tolerance is {mandate.loss_tolerance}",
+                "早期项目；基金风险容忍度"
+                + {"high": "高（耐心资本）", "medium": "中", "low": "低"}.get(mandate.loss_tolerance, "中"),
+            ),
         )
 
 
@@ -383,39 +390,45 @@ def _phrase_fit(phrase: str, pitch_tokens: frozenset[str], pitch_text: str) -> t
 
 def _chain_link_rule(rules: _Rules, pitch_tokens: frozenset[str], pitch_text: str, need: Need) -> None:
     """Does the project make what the region's chain is missing?"""
-    if not need.missing_link:
+    link = need.missing_link
+    if not link:
         return
-    share, found = _phrase_fit(need.missing_link, pitch_tokens, pitch_text)
+    share, found = _phrase_fit(link, pitch_tokens, pitch_text)
     rules.soft(
         "chain_link",
         min(1.0, share * 1.5),
-        f"the project supplies the missing link '{need.missing_link}' ({', '.join(found[:4])})"
-        if share >= 0.34
-        else f"the missing link '{need.missing_link}' is not what the project makes",
-        f"项目补上缺失环节「{need.missing_link}」（{'、'.join(found[:4])}）"
-        if share >= 0.34
-        else f"项目与缺失环节「{need.missing_link}」关联弱",
+        lambda: (
+            f"the project supplies the missing link '{link}' ({', '.join(found[:4])})"
+            if share >= 0.34
+            else f"the missing link '{link}' is not what the project makes",
+            f"项目补上缺失环节「{link}」（{'、'.join(found[:4])}）"
+            if share >= 0.34
+            else f"项目与缺失环节「{link}」关联弱",
+        ),
     )
 
 
 def _element_rule(rules: _Rules, pitch: Pitch, pitch_tokens: frozenset[str], pitch_text: str, need: Need) -> None:
     """DOMAIN.md's element × technology model: which local element gives the technology value."""
-    best: tuple[float, dict[str, str], list[str]] | None = None
+    best: tuple[float, dict[str, str]] | None = None
     for element in need.resource_elements:
-        share, found = _phrase_fit(element.get("description", ""), pitch_tokens, pitch_text)
+        share, _ = _phrase_fit(element.get("description", ""), pitch_tokens, pitch_text)
         if best is None or share > best[0]:
-            best = (share, element, found)
+            best = (share, element)
     if best is None or best[0] == 0:
         return
-    share, element, found = best
-    en, zh = ELEMENT_VALUE.get(element.get("type", ""), ("a local element", "要素"))
-    mode = TRANSFER_MODE.get(pitch.technology_transfer or "")
-    rules.soft(
-        "element_fit",
-        min(1.0, share * 2),
-        f"{zh} ({en}): '{element.get('description', '')}' fits the technology" + (f" by {mode[0]}" if mode else ""),
-        f"{zh}：「{element.get('description', '')}」与项目技术契合" + (f"（{mode[1]}）" if mode else ""),
-    )
+    share, element = best
+
+    def describe() -> tuple[str, str]:
+        en, zh = ELEMENT_VALUE.get(element.get("type", ""), ("a local element", "要素"))
+        mode = TRANSFER_MODE.get(pitch.technology_transfer or "")
+        description = element.get("description", "")
+        return (
+            f"{zh} ({en}): '{description}' fits the technology" + (f" by {mode[0]}" if mode else ""),
+            f"{zh}：「{description}」与项目技术契合" + (f"（{mode[1]}）" if mode else ""),
+        )
+
+    rules.soft("element_fit", min(1.0, share * 2), describe)
 
 
 def _pitch_need(
@@ -434,19 +447,23 @@ def _pitch_need(
         rules.soft(
             "needs_offerings",
             len(satisfied) / len(wanted),
-            "the region offers what the project needs: " + ", ".join(satisfied)
-            if satisfied
-            else "the region offers none of the project's needs",
-            "地方可提供项目所需：" + "、".join(satisfied) if satisfied else "地方供给与项目需求不符",
+            lambda: (
+                "the region offers what the project needs: " + ", ".join(satisfied)
+                if satisfied
+                else "the region offers none of the project's needs",
+                "地方可提供项目所需：" + "、".join(satisfied) if satisfied else "地方供给与项目需求不符",
+            ),
         )
     local = region_covers(need.region, pitch.region)
     rules.soft(
         "region",
         1.0 if local else 0.5,
-        "the project is already in the region (a local chain link)"
-        if local
-        else "the project would move or expand into the region (technology migration)",
-        "项目已在本地，可就地补链" if local else "项目需迁入或在当地设立分支（技术迁移）",
+        lambda: (
+            "the project is already in the region (a local chain link)"
+            if local
+            else "the project would move or expand into the region (technology migration)",
+            "项目已在本地，可就地补链" if local else "项目需迁入或在当地设立分支（技术迁移）",
+        ),
     )
 
 
@@ -457,11 +474,13 @@ def _mandate_need(rules: _Rules, mandate: Mandate, need: Need) -> None:
     rules.soft(
         "region",
         1.0 if covered else 0.2,
-        f"the fund {'invests' if covered else 'does not invest'} in {need.region}",
-        f"基金{'覆盖' if covered else '不覆盖'}{need.region}",
+        lambda: (
+            f"the fund {'invests' if covered else 'does not invest'} in {need.region}",
+            f"基金{'覆盖' if covered else '不覆盖'}{need.region}",
+        ),
     )
     if "co_investment" in need.offerings:
-        rules.soft("co_investment", 1.0, "the region co-invests through its own fund", "地方基金可跟投")
+        rules.soft("co_investment", 1.0, lambda: ("the region co-invests through its own fund", "地方基金可跟投"))
 
 
 def structured_fit(
@@ -470,11 +489,13 @@ def structured_fit(
     *,
     known_tokens: Mapping[str, frozenset[str]] | None = None,
     known_texts: Mapping[str, str] | None = None,
+    explain: bool = True,
 ) -> _Rules:
     """The structured rules for a pair. `known_tokens` (entity id → the tokens of its current
     text, e.g. from the BM25 index) spares tokenising a counterpart's text again; `known_texts`
-    (entity id → `entity_text`) spares building it again for every rule."""
-    rules = _Rules()
+    (entity id → `entity_text`) spares building it again for every rule. Without `explain`,
+    the rules' scores and gates only (no reasons)."""
+    rules = _Rules(explain=explain)
     pitch = next((e for e in (a, b) if isinstance(e, Pitch)), None)
     mandate = next((e for e in (a, b) if isinstance(e, Mandate)), None)
     need = next((e for e in (a, b) if isinstance(e, Need)), None)
@@ -503,7 +524,8 @@ def score_pair(
     """Combine the signals for one pair; `lexical` is already normalised to [0,1].
 
     `counterpart_tokens`: the tokens of the counterpart's current text, if known; `rules`: the
-    pair's `structured_fit`, if already computed; `texts`: the two `entity_text`s, if known."""
+    pair's `structured_fit`, if already computed; `texts`: the two `entity_text`s, if known.
+    Rules computed without `explain` give a score without reasons (ranking's first pass)."""
     subject_text, counterpart_text = texts or (entity_text(subject), entity_text(counterpart))
     chinese = _is_chinese_text(subject_text) or _is_chinese_text(counterpart_text)
     reliability = weights.dense_cjk_reliability if chinese else 1.0
@@ -517,6 +539,13 @@ def score_pair(
     w_activity = weights.activity if activity is not None else 0.0
     total = w_dense + weights.lexical + weights.structured + w_activity
     score = (w_dense * dense + weights.lexical * lexical + weights.structured * structured + w_activity * prior) / total
+    components = {"dense": round(dense, 4), "lexical": round(lexical, 4), "structured": round(structured, 4)}
+    if activity is not None:
+        components["activity"] = round(prior, 4)
+    if not rules.explain:
+        return Scored(
+            score=0.0 if rules.gated else round(score, 4), components=components, reasons=[], gated=rules.gated
+        )
     terms = matched_terms[:8]
     reasons = [
         _reason(
@@ -553,9 +582,6 @@ def score_pair(
             )
         )
     reasons.extend(rules.reasons)
-    components = {"dense": round(dense, 4), "lexical": round(lexical, 4), "structured": round(structured, 4)}
-    if activity is not None:
-        components["activity"] = round(prior, 4)
     return Scored(
         score=0.0 if rules.gated else round(score, 4),
         components=components,

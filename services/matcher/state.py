@@ -1,24 +1,26 @@
 """The matcher's derived state: per entity kind, a FAISS index and a BM25 index.
 
 Both are keyed by `EntityVector.id` (our int64 FAISS id). They are rebuilt from the
-database on start, so they can always be thrown away. Two snapshots make a restart fast:
+database on start, so they can always be thrown away. Snapshots make a restart fast:
 
 * the FAISS index, used when it holds exactly the stored ids and is newer than every
   stored vector (else rebuilt from the stored vectors);
 * the BM25 documents' term counts (`<kind>.bm25.npz`), each with a fingerprint of the text
   it was tokenised from: a document whose text is unchanged reuses its terms, any other is
   tokenised again (jieba is what makes a cold rebuild slow: ~3 ms per text). A stale file
-  is therefore still useful, so it is rewritten only after many new documents.
+  is therefore still useful, so it is rewritten only after many new documents;
+* with it, the glossary concepts of the texts ranking has met (`concepts.npz`, keyed by
+  the same fingerprints; services/matcher/concepts.py).
+
+Besides the indices, the state keeps counterpart entities between events (`EntityCache`,
+checked against the database on every use).
 
 Snapshots during operation are written by a background thread, off the matching path.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -33,20 +35,18 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from embeddings import BM25Index, SnapshotError, VectorIndex, tokenize
-from embeddings.index import IndexConfig
-from embeddings.lexical import tokenizer_signature
+from embeddings.index import IndexConfig, save_npz
+from embeddings.lexical import text_fingerprint, tokenizer_signature
+from services.matcher import concepts
+from services.matcher.entities import EntityCache
 from shared.events import ENTITY_KINDS
 from shared.models import ENTITY_TABLES, Entity, EntityVector, entity_text
 
 log = logging.getLogger(__name__)
 
 LEXICAL_SNAPSHOT_FORMAT = 1
+CONCEPTS_SNAPSHOT = "concepts.npz"  # the glossary concepts of the indexed texts (services/matcher/concepts.py)
 KnownTerms = tuple[int, Mapping[str, int]]  # (text fingerprint, term counts) from a snapshot
-
-
-def text_fingerprint(text: str) -> int:
-    """64 bits of BLAKE2b: equal fingerprints ⇒ (practically) the same text, same tokens."""
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
 
 
 @dataclass
@@ -100,7 +100,13 @@ class KindIndex:
 
 class MatcherState:
     def __init__(
-        self, dim: int, snapshot_dir: Path, *, snapshot_every: int = 200, index_config: IndexConfig | None = None
+        self,
+        dim: int,
+        snapshot_dir: Path,
+        *,
+        snapshot_every: int = 200,
+        index_config: IndexConfig | None = None,
+        entity_cache_size: int = 50_000,
     ) -> None:
         self.dim = dim
         self.index_config = index_config or IndexConfig()  # exact vs IVF by size (SALON_INDEX_*)
@@ -110,6 +116,7 @@ class MatcherState:
             kind: KindIndex(kind, VectorIndex(dim, config=self.index_config)) for kind in ENTITY_KINDS
         }
         self.rebuild_stats: dict[str, Any] = {}
+        self.entities = EntityCache(entity_cache_size)  # counterparts between events (checked on use)
         # entity id → version of the vector this process added; lets a replica's index feed skip
         # vectors it already holds (its own matches) instead of re-reading them from the database.
         self.vector_versions: dict[str, int] = {}
@@ -162,7 +169,7 @@ class MatcherState:
             background.join(timeout)
 
     def snapshot(self, *, lexical: bool = True) -> None:
-        """Write the FAISS snapshots (and, with `lexical`, the BM25 terms) of every kind."""
+        """Write the FAISS snapshots (and, with `lexical`, the BM25 terms and the concepts) of every kind."""
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         with self._snapshot_lock:
             with self._lock:
@@ -178,12 +185,16 @@ class MatcherState:
                 vectors.save(self.snapshot_dir / f"{kind}.faiss", meta={"count": len(vectors)})
                 if documents is not None:
                     save_lexical(self.snapshot_dir / f"{kind}.bm25.npz", documents, fingerprints)
+            if lexical:
+                texts = [fingerprint for *_, fingerprints in parts for fingerprint in fingerprints.values()]
+                concepts.save_concepts(self.snapshot_dir / CONCEPTS_SNAPSHOT, texts)
 
     def rebuild(self, engine: Engine) -> dict[str, str]:
         """Load every stored vector and text; returns how each kind's FAISS index was obtained."""
         how: dict[str, str] = {}
         started = time.perf_counter()
         tokenised = reused = 0
+        concepts_loaded = concepts.load_concepts(self.snapshot_dir / CONCEPTS_SNAPSHOT)
         with Session(engine) as session:
             for kind in ENTITY_KINDS:
                 table = ENTITY_TABLES[kind]
@@ -228,6 +239,7 @@ class MatcherState:
             "seconds": round(time.perf_counter() - started, 2),
             "texts_tokenised": tokenised,
             "texts_from_snapshot": reused,
+            "concepts_from_snapshot": concepts_loaded,
         }
         log.info("indices rebuilt: %s sizes %s (%s)", how, self.sizes(), self.rebuild_stats)
         return how
@@ -264,25 +276,17 @@ def save_lexical(path: Path, documents: Mapping[int, Mapping[str, int]], fingerp
             terms.append(vocabulary.setdefault(term, len(vocabulary)))
             counts.append(count)
         offsets[position + 1] = len(terms)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(
-                handle,
-                format=np.array([LEXICAL_SNAPSHOT_FORMAT]),
-                signature=np.array([tokenizer_signature()]),
-                ids=np.array(ids, dtype=np.int64),
-                fingerprints=np.array([fingerprints[doc_id] for doc_id in ids], dtype=np.int64),
-                offsets=offsets,
-                terms=np.array(terms, dtype=np.int32),
-                counts=np.array(counts, dtype=np.int32),
-                vocabulary=np.array(list(vocabulary), dtype=np.str_),
-            )
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    save_npz(
+        path,
+        format=np.array([LEXICAL_SNAPSHOT_FORMAT]),
+        signature=np.array([tokenizer_signature()]),
+        ids=np.array(ids, dtype=np.int64),
+        fingerprints=np.array([fingerprints[doc_id] for doc_id in ids], dtype=np.int64),
+        offsets=offsets,
+        terms=np.array(terms, dtype=np.int32),
+        counts=np.array(counts, dtype=np.int32),
+        vocabulary=np.array(list(vocabulary), dtype=np.str_),
+    )
 
 
 def load_lexical(path: Path) -> dict[int, tuple[int, dict[str, int]]]:

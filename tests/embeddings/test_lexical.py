@@ -195,6 +195,11 @@ def test_vectorised_search_equals_the_scalar_formula_through_removals_and_compac
     for query in [*rng.sample(texts, 12), "石墨负极 graphite anode 低空经济", "nothing-shared-xyz"]:
         for k in (1, 10, 50):
             assert index.search(query, k) == _scalar_search(index, query, k)
+        # One pass for the top hits and the scores of other ids: the same floats as each alone.
+        others = rng.sample(range(1, len(texts) * 3 + 50), 60)  # live, removed and unknown ids
+        top, scores = index.search_and_score(query, 50, others)
+        assert top == index.search(query, 50)
+        assert scores == index.scores(query, others)
     excluded = {doc_id for doc_id, _ in index.search(texts[0], 5)}
     assert not excluded & {doc_id for doc_id, _ in index.search(texts[0], 50, exclude=excluded)}
 
@@ -228,6 +233,13 @@ def test_to_simplified_equals_the_opencc_converter() -> None:
         texts.extend(str(value) for item in demo_items(kind) for value in item.values() if isinstance(value, str))
     for text in texts:
         assert to_simplified(text) == reference.convert(text), text
+
+
+def test_search_and_score_without_query_terms_or_hits(bm25: BM25Index) -> None:
+    assert bm25.search_and_score("", 5, [GRAPHITE_ANODE]) == ([], {GRAPHITE_ANODE: 0.0})
+    assert bm25.search_and_score("nothing-shared-xyz", 5, [DRONES, 999]) == ([], {DRONES: 0.0, 999: 0.0})
+    top, scores = bm25.search_and_score("石墨负极", 0, [GRAPHITE_ANODE])
+    assert top == [] and scores[GRAPHITE_ANODE] > 0
 
 
 def test_matched_terms_many_equals_one_by_one(bm25: BM25Index) -> None:

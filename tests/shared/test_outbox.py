@@ -13,7 +13,7 @@ from shared.bus import Publisher
 from shared.errors import BusError
 from shared.events import Envelope, SubmissionData
 from shared.models import OutboxMessage, Pitch
-from shared.outbox import OutboxRelay, enqueue, pending_count
+from shared.outbox import OutboxRelay, enqueue, enqueue_many, pending_count
 
 
 def event(subject: str) -> Envelope:
@@ -35,12 +35,21 @@ def read_all(broker: str, topic: str, want: int) -> list[Envelope]:
     return got
 
 
-def test_a_rolled_back_transaction_leaves_no_event(any_engine):
+def one_by_one(session: Session, events: list[tuple[str, Envelope]]) -> None:
+    for topic, envelope in events:
+        enqueue(session, topic, envelope)
+
+
+WRITERS = pytest.mark.parametrize("write", [one_by_one, enqueue_many], ids=["enqueue", "enqueue_many"])
+
+
+@WRITERS
+def test_a_rolled_back_transaction_leaves_no_event(any_engine, write):
     with pytest.raises(RuntimeError), Session(any_engine) as session:
         session.add(
             Pitch(company="c", title="t", summary="s" * 10, stage="seed", funding_ask=1, region="r1", owner="o")
         )
-        enqueue(session, "salon.submissions", event("x"))
+        write(session, [("salon.submissions", event("x")), ("salon.submissions", event("y"))])
         session.flush()
         raise RuntimeError("the request failed half-way")
     assert pending_count(any_engine) == 0
@@ -48,12 +57,12 @@ def test_a_rolled_back_transaction_leaves_no_event(any_engine):
         assert session.exec(select(Pitch)).all() == []
 
 
-def test_relay_publishes_in_order_and_marks_sent(any_engine, broker, topic_factory, publisher):
+@WRITERS
+def test_relay_publishes_in_order_and_marks_sent(any_engine, broker, topic_factory, publisher, write):
     topic = topic_factory()
     events = [event(str(uuid.uuid4())) for _ in range(5)]
     with Session(any_engine) as session:
-        for envelope in events:
-            enqueue(session, topic, envelope)
+        write(session, [(topic, envelope) for envelope in events])
         session.commit()
     relay = OutboxRelay(any_engine, publisher)
     assert relay.relay_once() == 5
@@ -108,7 +117,7 @@ def test_a_commit_wakes_the_relay_before_its_next_poll(sqlite_engine, broker, to
     try:
         time.sleep(0.5)  # the relay found nothing and sleeps for its minute
         with Session(sqlite_engine) as session:
-            enqueue(session, topic, event("woken"))
+            enqueue_many(session, [(topic, event("woken"))])  # as `enqueue` does
             session.commit()
         deadline = time.monotonic() + 30  # half the poll interval: only a wake-up gets there
         while relay.published == 0 and time.monotonic() < deadline:

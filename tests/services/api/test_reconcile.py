@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlmodel import Session, col, select
 
 from services.api.intake import create_entity
-from services.api.reconcile import pipeline_backlog, redrive_stuck, redrive_unnotified
+from services.api.reconcile import pipeline_backlog, prune_outbox, redrive_stuck, redrive_unnotified
 from shared.events import Topic
 from shared.models import CREATE_MODELS, EntityStatus, OutboxMessage, Pitch, ProcessedEvent, ServiceStatus, utcnow
 from shared.settings import Settings
@@ -179,3 +179,24 @@ def test_only_events_published_before_the_notifier_last_caught_up_count_as_misse
     missed = match_event(any_engine, age_s=80, published_age_s=80)  # fetched by then, yet not handled
     assert redrive_unnotified(any_engine, settings) == 1
     assert waiting_to_publish(any_engine, missed) and not waiting_to_publish(any_engine, queued)
+
+
+# --- outbox retention ---------------------------------------------------------------------------
+def outbox_ids(engine) -> set[str]:
+    with Session(engine) as session:
+        return set(session.exec(select(OutboxMessage.event_id)).all())
+
+
+def test_only_rows_published_before_the_retention_are_deleted_oldest_first(any_engine):
+    day = 24 * 3600
+    old = [match_event(any_engine, age_s=9 * day, published_age_s=(8 * day) - n) for n in range(3)]
+    recent = match_event(any_engine, age_s=2 * day, published_age_s=2 * day)
+    never_published = match_event(any_engine, age_s=30 * day, published_age_s=None)
+    settings = Settings(outbox_retention_hours=7 * 24)
+    assert prune_outbox(any_engine, settings, limit=2) == 2  # a batch at a time
+    assert outbox_ids(any_engine) == {old[2], recent, never_published}
+    assert prune_outbox(any_engine, settings) == 1
+    assert prune_outbox(any_engine, settings) == 0
+    assert outbox_ids(any_engine) == {recent, never_published}
+    assert prune_outbox(any_engine, Settings(outbox_retention_hours=24)) == 1
+    assert outbox_ids(any_engine) == {never_published}, "an event not yet published is never deleted"

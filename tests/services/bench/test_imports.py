@@ -29,8 +29,8 @@ def test_generated_rows_differ_and_survive_the_csv_round_trip(tmp_path):
 @pytest.mark.e2e
 @pytest.mark.model
 def test_a_tiny_run_reports_every_figure(tmp_path):
-    figures = run_import_bench(count=9, work_dir=tmp_path / "work", encoder_batch=8)
-    assert figures["count"] == 9 and sum(figures["kinds"].values()) == 9
+    figures = run_import_bench(count=9, work_dir=tmp_path / "work", encoder_batch=8, matchers=2)
+    assert figures["count"] == 9 and sum(figures["kinds"].values()) == 9 and figures["matchers"] == 2
     assert figures["encode_batch_size"] == figures["embed_batch_size"] == 8
     assert figures["encode_rate"] > 0 and figures["import_rate"] > 0
     ratio = figures["import_rate"] / figures["encode_rate"]

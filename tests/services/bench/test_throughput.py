@@ -42,10 +42,12 @@ def test_process_cpu_seconds_counts_this_process_and_nothing_for_a_missing_one()
 
 
 def test_the_matcher_cost_is_measured_on_every_event_at_the_given_index_size(tmp_path: Path):
-    figures = measure_matcher(entities=300, events=4, work_dir=tmp_path, settings=Settings(data_dir=tmp_path))
-    assert figures["entities"] == 300 and figures["events"] == 4
-    assert sum(figures["index_sizes"].values()) == 300 + 4, "the seeded entities, then each handled event"
+    settings = Settings(data_dir=tmp_path)
+    figures = measure_matcher(entities=300, events=4, warmup=3, work_dir=tmp_path, settings=settings)
+    assert figures["entities"] == 300 and figures["events"] == 4 and figures["warmup_events"] == 3
+    assert sum(figures["index_sizes"].values()) == 300 + 3 + 4, "the seeded entities, then each handled event"
     assert 0 < figures["cpu_ms_per_event_p50"] <= figures["cpu_ms_per_event_p95"]
+    assert figures["cpu_ms_per_event_cold"] > 0
     assert figures["proposals_per_event"] >= 0 and figures["rebuild_cpu_seconds"] >= 0
     assert figures["state_bytes_per_entity"] is not None
 

@@ -9,8 +9,10 @@ from sqlmodel import Session
 
 from embeddings import HashingEncoder, VectorIndex
 from services.bench.corpus import seed_corpus
+from services.matcher import concepts
 from services.matcher.state import KindIndex, MatcherState, load_lexical, save_lexical, text_fingerprint
-from shared.models import Pitch, entity_text
+from shared.models import ENTITY_TABLES, Pitch, entity_text
+from shared.taxonomy import load_glossary
 
 ENCODER = HashingEncoder(dim=32)
 
@@ -99,3 +101,45 @@ def test_sector_retrieval_orders_by_codes_in_common_then_id() -> None:
             assert index.sharing_sectors(wanted, limit) == _sharing_sectors_reference(index, wanted, limit)
     assert index.sharing_sectors(["unknown"], 10) == [] and index.sharing_sectors(codes, 0) == []
     assert all(type(vector_id) is int for vector_id in index.sharing_sectors(codes, 3))  # not numpy ints
+
+
+def test_a_restart_loads_the_concepts_of_the_indexed_texts(sqlite_engine, tmp_path: Path, monkeypatch) -> None:
+    seed_corpus(sqlite_engine, ENCODER, total=60, distinct=12, seed=7)
+    first = MatcherState(ENCODER.dim, tmp_path / "index")
+    first.rebuild(sqlite_engine)
+    texts = {}
+    with Session(sqlite_engine) as session:
+        for index in first.kinds.values():
+            for vector_id, entity_id in index.entity_of.items():
+                entity = session.get(ENTITY_TABLES[index.kind], entity_id)
+                assert entity is not None
+                texts[vector_id] = entity_text(entity)
+    named = {vector_id: dict(concepts.concepts_of(text)) for vector_id, text in texts.items()}
+    assert any(named.values())  # the corpus names glossary concepts
+    first.snapshot()
+
+    concepts.forget()
+    again = MatcherState(ENCODER.dim, tmp_path / "index")
+    again.rebuild(sqlite_engine)
+    assert again.rebuild_stats["concepts_from_snapshot"] == len(set(texts.values()))
+
+    def no_lookup(_folded: str) -> dict[str, str]:
+        raise AssertionError("a concept was looked up again")
+
+    monkeypatch.setattr(load_glossary(), "find", no_lookup)
+    assert {vector_id: dict(concepts.concepts_of(text)) for vector_id, text in texts.items()} == named
+
+
+def test_a_concept_snapshot_of_another_glossary_is_not_used(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "concepts.npz"
+    text = "鹤岗石墨负极材料深加工 graphite anodes"
+    named = dict(concepts.concepts_of(text))
+    assert concepts.save_concepts(path, [text_fingerprint(text), 12345]) == 1  # 12345: not cached
+    concepts.forget()
+    assert concepts.load_concepts(path) == 1 and dict(concepts.concepts_of(text)) == named
+    monkeypatch.setattr(concepts, "signature", lambda: "another")
+    assert concepts.load_concepts(path) == 0
+    path.write_bytes(b"not a snapshot")
+    monkeypatch.undo()
+    assert concepts.load_concepts(path) == 0
+    assert concepts.load_concepts(tmp_path / "missing.npz") == 0
