@@ -59,10 +59,11 @@ class EntityCache:
             self.hits += len(found)
             self.misses += len(stale)
         if stale:
-            loaded = get_entities(session, kind, stale)
-            for entity in loaded:
-                # Detached: a rollback of this session would otherwise expire the cached object.
-                session.expunge(entity)
+            # Read in a session of their own, closed at once, so the cached objects are detached
+            # (a rollback of `session` would expire them). Closing detaches them all in one go;
+            # `Session.expunge` walks the mapper's cascades, ~0.2 ms per object.
+            with Session(session.get_bind()) as loader:
+                loaded = get_entities(loader, kind, stale)
             self.put(loaded)
             found.extend(loaded)
         return found

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
+from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, and_, col, or_, select
 
@@ -217,8 +220,18 @@ def _drop_stale_proposals(session: Session, entity: Entity, *, keep: set[str]) -
             session.delete(match)
 
 
-def _upsert_matches(session: Session, entity: Entity, proposals: list[tuple[Candidate, Scored]]) -> list[Match]:
-    """One `Match` row per proposal (created or updated), read and flushed in one go."""
+@dataclass(frozen=True)
+class StoredMatch:
+    """What the events about a stored proposal need of its `Match` row."""
+
+    id: str
+    pair_kind: str
+
+
+def _upsert_matches(session: Session, entity: Entity, proposals: list[tuple[Candidate, Scored]]) -> list[StoredMatch]:
+    """One `Match` row per proposal, in the proposals' order: pairs proposed before are
+    updated, new ones inserted in one multi-row INSERT (building and flushing ~20 ORM objects
+    per event was a tenth of a matcher's time)."""
     order = {"pitch": 0, "mandate": 1, "need": 2}
     others = [candidate.entity.id for candidate, _ in proposals]
     existing = (
@@ -236,47 +249,51 @@ def _upsert_matches(session: Session, entity: Entity, proposals: list[tuple[Cand
         if others
         else {}
     )
-    matches = []
+    stored: list[StoredMatch] = []
+    new_rows: list[dict[str, Any]] = []
+    now = utcnow()
     for candidate, scored in proposals:
         a, b = sorted((entity, candidate.entity), key=lambda e: order[e.kind])
+        reasons = [reason.model_dump() for reason in scored.reasons]
+        terms = scored.matched_terms[:10]
         match = existing.get((a.id, b.id))
-        now = utcnow()
-        if match is None:
-            # Every field given: pydantic then skips its default factories, which inspect
-            # their signatures on each call (a few ms per row).
-            match = Match(
-                id=new_id(),
-                pair_kind=pair_kind(a.kind, b.kind),
-                a_kind=a.kind,
-                a_id=a.id,
-                a_owner=a.owner,
-                b_kind=b.kind,
-                b_id=b.id,
-                b_owner=b.owner,
-                score=scored.score,
-                components={},
-                reasons=[],
-                terms=[],
-                status=MatchStatus.PROPOSED,
-                created_at=now,
-                updated_at=now,
-            )
-        match.score = scored.score
-        match.components = scored.components
-        match.reasons = [reason.model_dump() for reason in scored.reasons]
-        match.terms = scored.matched_terms[:10]
-        match.updated_at = now
-        session.add(match)
-        matches.append(match)
-    session.flush()
-    return matches
+        if match is not None:
+            match.score, match.components, match.reasons, match.terms = scored.score, scored.components, reasons, terms
+            match.updated_at = now
+            session.add(match)
+            stored.append(StoredMatch(match.id, match.pair_kind))
+            continue
+        proposal = StoredMatch(new_id(), pair_kind(a.kind, b.kind))
+        row = {
+            "id": proposal.id,
+            "pair_kind": proposal.pair_kind,
+            "a_kind": a.kind,
+            "a_id": a.id,
+            "a_owner": a.owner,
+            "b_kind": b.kind,
+            "b_id": b.id,
+            "b_owner": b.owner,
+            "score": scored.score,
+            "components": scored.components,
+            "reasons": reasons,
+            "terms": terms,
+            "status": MatchStatus.PROPOSED,
+            "created_at": now,
+            "updated_at": now,
+        }
+        new_rows.append(row)
+        stored.append(proposal)
+    session.flush()  # the updates first, in the order the ORM keeps
+    if new_rows:
+        session.execute(insert(Match), new_rows)
+    return stored
 
 
 def _explanation(scored: Scored, *, reader: Entity, other: Entity) -> str:
     return explain(scored, entity_title(other), chinese=is_chinese(entity_text(reader)))
 
 
-def _proposal_event(match: Match, side: Entity, other: Entity, scored: Scored) -> Envelope:
+def _proposal_event(match: StoredMatch, side: Entity, other: Entity, scored: Scored) -> Envelope:
     data = MatchData(
         match_id=match.id,
         pair_kind=match.pair_kind,

@@ -13,7 +13,7 @@ database on start, so they can always be thrown away. Snapshots make a restart f
   the same fingerprints; services/matcher/concepts.py).
 
 Besides the indices, the state keeps counterpart entities between events (`EntityCache`,
-checked against the database on every use).
+checked against the database on every use); the rebuild fills it with the rows it reads.
 
 Snapshots during operation are written by a background thread, off the matching path.
 """
@@ -232,6 +232,13 @@ class MatcherState:
                     else:
                         reused += 1
                 self.kinds[kind] = index
+                # Rows loaded anyway: a restarted matcher ranks against a warm cache, not ~200
+                # row loads per event until it fills (kinds in order, so the most numerous,
+                # pitches, are the ones a small cache drops).
+                entities = [cast(Entity, row) for _, row in rows]
+                for entity in entities:
+                    session.expunge(entity)  # detached, like every cached entity (entities.py)
+                self.entities.put(entities)
         # Load jieba's and OpenCC's dictionaries now (seconds), not on the first event to rank
         # after a start from snapshots, which tokenises nothing.
         tokenize("預熱 warm-up")

@@ -18,13 +18,17 @@ from services.bench.latency import (
     Outcome,
     Sent,
     bench_settings,
+    cold_rebuild,
     percentile,
     prepare_corpus,
     search_rate,
+    seed_replica_snapshots,
     summarise,
 )
 from services.cli import app
-from shared.models import ENTITY_TABLES, EntityStatus, EntityVector, Pitch
+from services.matcher import concepts
+from shared.db import init_db, make_engine
+from shared.models import ENTITY_TABLES, EntityStatus, EntityVector, Pitch, entity_text
 
 
 def test_a_tiny_run_proposes_for_every_submission_and_saves_its_figures(tmp_path: Path) -> None:
@@ -153,6 +157,42 @@ def test_a_data_folder_is_reused_only_for_the_same_corpus(tmp_path: Path) -> Non
     assert reused["reused"] and reused["runs"] == 2, "each run numbers its submitters and submissions anew"
     with pytest.raises(LatencyBenchError, match="another corpus"):
         prepare_corpus(settings, entities=2000, distinct=50, seed=0, on_progress=lambda _m: None)
+
+
+def test_the_cold_rebuild_snapshots_every_text_with_its_concepts(tmp_path: Path) -> None:
+    settings = bench_settings(tmp_path, "")
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)
+    seed_corpus(engine, HashingEncoder(dim=settings.embedding_dim), total=150, distinct=15, seed=3)
+    with Session(engine) as session:
+        texts = {entity_text(e) for table in ENTITY_TABLES.values() for e in session.exec(select(table))}
+    engine.dispose()
+    concepts.forget()
+    cold = cold_rebuild(settings)
+    assert cold["texts_tokenised"] == 150 and cold["concepts_s"] >= 0
+    concepts.forget()
+    # Every indexed text's concepts are in the snapshot, not only those a matcher happened to meet.
+    assert concepts.load_concepts(settings.resolved_index_dir / "concepts.npz") == len(texts)
+
+
+def test_each_matcher_replica_starts_from_the_corpus_snapshots(tmp_path: Path) -> None:
+    settings = bench_settings(tmp_path, "")
+    shared = settings.resolved_index_dir
+    shared.mkdir(parents=True)
+    (shared / "pitch.faiss").write_bytes(b"faiss")
+    (shared / "concepts.npz").write_bytes(b"npz")
+    seed_replica_snapshots(settings, 1)
+    assert sorted(path.name for path in shared.iterdir()) == ["concepts.npz", "pitch.faiss"], "one matcher: shared"
+
+    (shared / "matcher-2").mkdir()
+    (shared / "matcher-2" / "pitch.faiss").write_bytes(b"its own, newer")
+    seed_replica_snapshots(settings, 2)
+    copied = shared / "matcher-1" / "pitch.faiss"
+    assert copied.read_bytes() == b"faiss" and (shared / "matcher-1" / "concepts.npz").exists()
+    # The copy keeps the modification time that decides whether a snapshot is current.
+    assert copied.stat().st_mtime == (shared / "pitch.faiss").stat().st_mtime
+    assert sorted(path.name for path in (shared / "matcher-2").iterdir()) == ["pitch.faiss"]
+    assert (shared / "matcher-2" / "pitch.faiss").read_bytes() == b"its own, newer", "a replica's own is kept"
 
 
 def test_near_copies_keep_the_parent_wording(sqlite_engine) -> None:

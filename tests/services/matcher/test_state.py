@@ -52,6 +52,36 @@ def test_a_restart_reuses_the_terms_of_unchanged_texts_only(sqlite_engine, tmp_p
     assert _texts_by_id(cold) == _texts_by_id(again), "terms from the snapshot equal fresh tokenisation"
 
 
+def test_the_rebuild_leaves_the_entities_it_read_in_the_cache(sqlite_engine, tmp_path: Path) -> None:
+    seed_corpus(sqlite_engine, ENCODER, total=120, distinct=12, seed=5)
+    state = MatcherState(ENCODER.dim, tmp_path / "index")
+    state.rebuild(sqlite_engine)
+    assert len(state.entities) == 120
+    mandates = list(state.kinds["mandate"].entity_of.values())
+    with Session(sqlite_engine) as session:
+        fetched = state.entities.fetch(session, "mandate", mandates)
+    assert {entity.id for entity in fetched} == set(mandates)
+    assert (state.entities.hits, state.entities.misses) == (len(mandates), 0)
+
+    with Session(sqlite_engine) as session:  # an edit after the rebuild is read afresh
+        pitch = session.get(Pitch, state.kinds["pitch"].entity_of[1])
+        assert pitch is not None
+        pitch.summary, pitch.version = "改过的项目介绍", pitch.version + 1
+        session.add(pitch)
+        session.commit()
+    with Session(sqlite_engine) as session:
+        (fetched_pitch,) = state.entities.fetch(session, "pitch", [state.kinds["pitch"].entity_of[1]])
+    assert fetched_pitch.summary == "改过的项目介绍" and state.entities.misses == 1
+
+    small = MatcherState(ENCODER.dim, tmp_path / "small", entity_cache_size=50)
+    small.rebuild(sqlite_engine)
+    counterparts = {*small.kinds["mandate"].entity_of.values(), *small.kinds["need"].entity_of.values()}
+    assert len(small.entities) == 50 and len(counterparts) < 50
+    with Session(sqlite_engine) as session:  # pitches, read first, are the ones dropped
+        small.entities.fetch(session, "need", list(small.kinds["need"].entity_of.values()))
+    assert small.entities.misses == 0
+
+
 def test_a_lexical_snapshot_of_another_tokeniser_is_not_used(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "pitch.bm25.npz"
     save_lexical(path, {7: {"石墨": 2, "anode": 1}}, {7: 42})
