@@ -75,8 +75,8 @@ class Settings(BaseSettings):
     matcher_entity_cache: int = Field(
         50_000,
         ge=0,
-        description="Counterparts a matcher keeps in memory between events (about 5 kB each; 0: none). "
-        "Each use checks version and update time against the database.",
+        description="Counterparts a matcher keeps in memory between events (about 5 kB each; 0: none), "
+        "filled at start-up by the rebuild. Each use checks version and update time against the database.",
     )
     index_exact_max: int = Field(
         20_000,

@@ -234,11 +234,8 @@ class MatcherState:
                 self.kinds[kind] = index
                 # Rows loaded anyway: a restarted matcher ranks against a warm cache, not ~200
                 # row loads per event until it fills (kinds in order, so the most numerous,
-                # pitches, are the ones a small cache drops).
-                entities = [cast(Entity, row) for _, row in rows]
-                for entity in entities:
-                    session.expunge(entity)  # detached, like every cached entity (entities.py)
-                self.entities.put(entities)
+                # pitches, are the ones a small cache drops). Closing the session detaches them.
+                self.entities.put([cast(Entity, row) for _, row in rows])
         # Load jieba's and OpenCC's dictionaries now (seconds), not on the first event to rank
         # after a start from snapshots, which tokenises nothing.
         tokenize("預熱 warm-up")
