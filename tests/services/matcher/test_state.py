@@ -173,3 +173,23 @@ def test_a_concept_snapshot_of_another_glossary_is_not_used(tmp_path: Path, monk
     monkeypatch.undo()
     assert concepts.load_concepts(path) == 0
     assert concepts.load_concepts(tmp_path / "missing.npz") == 0
+
+
+def test_a_text_object_met_before_is_answered_without_fingerprinting_it_again(monkeypatch) -> None:
+    concepts.forget()
+    text = "鹤岗石墨负极材料深加工 graphite anodes"
+    named = concepts.concepts_of(text)
+    assert named
+    fingerprinted: list[str] = []
+
+    def counting(value: str) -> int:
+        fingerprinted.append(value)
+        return text_fingerprint(value)
+
+    monkeypatch.setattr(concepts, "text_fingerprint", counting)
+    assert concepts.concepts_of(text) is named and fingerprinted == []
+    equal = "".join(list(text))  # the same text in another object: found by its fingerprint
+    assert equal is not text
+    assert concepts.concepts_of(equal) == named and fingerprinted == [equal]
+    concepts.forget()
+    assert concepts.concepts_of(text) == named and fingerprinted == [equal, text]
