@@ -41,7 +41,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from services.bench import bench_app
-from services.bench.ledger import Ledger, count_ledger, wait_settled
+from services.bench.ledger import Ledger, wait_settled
 from services.bench.load import Participants, SubmissionStream, varied_bodies
 from services.bench.results import DEFAULT_RESULTS_DIR, save_results
 from services.launcher import Platform, free_port
@@ -53,6 +53,7 @@ from shared.settings import Settings
 RECOVERY_VS_STEADY_TARGET = 0.8  # catching up should run near the steady rate, group re-joins included
 REJOIN_ALLOWANCE_S = 30.0  # consumer groups re-form on the new broker before anything flows
 SAMPLE_EVERY_S = 0.5
+LEDGER_SETTLE_S = 60.0  # after `follow`, for rows enqueued meanwhile by another process
 RECONCILE_AFTER_S = 15  # what the restarted embedded broker loses is re-driven after this (see above)
 
 
@@ -88,7 +89,8 @@ def follow(
     since: float,
     timeout_s: float,
 ) -> tuple[list[tuple[float, int]], float]:
-    """Sample how many of `owners`' entities are matched until `target` are and the outbox is empty.
+    """Sample how many of `owners`' entities are matched until `target` are and the outbox is empty
+    (checked after the matched count, so it holds their proposals too).
 
     Returns (seconds since `since`, matched) samples, the last one at the moment it finished,
     and the seconds until the outbox was first seen empty.
@@ -100,9 +102,12 @@ def follow(
         matched = matched_of(platform.engine, owners)
         now = round(time.perf_counter() - since, 3)
         samples.append((now, matched))
-        if drained_s is None and not outbox_pending(platform.engine):
+        backlog = outbox_pending(platform.engine)
+        if drained_s is None and not backlog:
             drained_s = now
-        if matched >= target and drained_s is not None:
+        # Empty now, not only once: the last entities' proposals enter the outbox when they are
+        # matched, and the ledger read next counts any row still unpublished as a problem.
+        if matched >= target and drained_s is not None and not backlog:
             return samples, drained_s
         dead = platform.check_alive()
         if dead:
@@ -181,11 +186,19 @@ def run_recovery_bench(
             )
         recovery_s = recovery_samples[-1][0]
         first_matched_s = next((t for t, matched in recovery_samples if matched > 0), recovery_s)
+        # Settled already (follow saw every entity matched and the outbox empty); waiting a little
+        # more only covers rows another process enqueues meanwhile (a reconciler re-drive).
         ledgers = {
-            "steady": count_ledger(
-                platform.engine, steady_stream.accepted, runs["steady"].owners, matches_topic=matches_topic
+            "steady": wait_settled(
+                platform.engine,
+                steady_stream.accepted,
+                runs["steady"].owners,
+                matches_topic=matches_topic,
+                timeout=LEDGER_SETTLE_S,
             ),
-            "pending": count_ledger(platform.engine, outage_stream.accepted, owners, matches_topic=matches_topic),
+            "pending": wait_settled(
+                platform.engine, outage_stream.accepted, owners, matches_topic=matches_topic, timeout=LEDGER_SETTLE_S
+            ),
         }
     steady_rate = len(steady_stream.accepted) / steady_s
     recovery_rate = len(outage_stream.accepted) / recovery_s
