@@ -146,6 +146,12 @@ def replica_names(service: str, count: int) -> list[str]:
     return [service] if count == 1 else [f"{service}-{i}" for i in range(1, count + 1)]
 
 
+def matcher_index_dir(settings: Settings, instance: str) -> Path:
+    """Where a matcher process keeps its snapshots: the index folder for a single matcher, a
+    folder of its own for each replica (each holds and snapshots a full index)."""
+    return settings.resolved_index_dir if instance == "matcher" else settings.resolved_index_dir / instance
+
+
 def replica_env(settings: Settings, env: dict[str, str], service: str, instance: str) -> dict[str, str]:
     """A replica's environment: its own name (status row, client ids) and, for a matcher, its
     own snapshot folder (each replica holds and snapshots a full index)."""
@@ -153,7 +159,7 @@ def replica_env(settings: Settings, env: dict[str, str], service: str, instance:
         return {**env, "SALON_INSTANCE_ID": ""}  # the platform names its processes, not the environment
     extra = {"SALON_INSTANCE_ID": instance}
     if service == "matcher":
-        extra["SALON_INDEX_DIR"] = str((settings.resolved_index_dir / instance).resolve())
+        extra["SALON_INDEX_DIR"] = str(matcher_index_dir(settings, instance).resolve())
     return {**env, **extra}
 
 

@@ -53,7 +53,7 @@ from services.bench.corpus import seed_corpus, submission_bodies
 from services.bench.load import PLURAL, Participants
 from services.bench.results import DEFAULT_RESULTS_DIR, save_results
 from services.bench.throughput import cpu_seconds_of
-from services.launcher import Platform, free_port, replica_names
+from services.launcher import Platform, free_port, matcher_index_dir, replica_names
 from services.matcher.concepts import concepts_of
 from services.matcher.state import MatcherState
 from shared.db import init_db, make_engine
@@ -517,7 +517,7 @@ def seed_replica_snapshots(settings: Settings, matchers: int) -> None:
         return
     shared_dir = settings.resolved_index_dir
     for instance in replica_names("matcher", matchers):
-        replica_dir = shared_dir / instance
+        replica_dir = matcher_index_dir(settings, instance)
         if replica_dir.exists():
             continue
         staging = shared_dir / f".{instance}.tmp"
